@@ -1,0 +1,242 @@
+"""The ``lazyd`` command: ``serve``, ``check-config`` and ``user add|list|set``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import json
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from . import __version__, users
+from .auth import PasswordHasher
+from .config import Config, ConfigError, effective_config, load_config
+from .store import SchemaTooNew, Store, StoreError
+from .validation import password_problem, username_problem
+from .web import create_app
+from .web.keys import STORE
+
+log = logging.getLogger("lazyd")
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as ``lazyd: error: ...`` with exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="configuration file (default: $LAZYD_CONFIG, ~/.config/lazyd/config.toml, "
+                             "/etc/lazyd/config.toml)")
+    common.add_argument("--data-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="database, audio and secrets (default: $LAZYD_DATA_DIR or ~/.local/share/lazyd)")
+    parser = argparse.ArgumentParser(prog="lazyd", description="Self-hosted transcription daemon.",
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"lazyd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", parents=[common], help="run the daemon")
+    serve.add_argument("--host", help="address to bind (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind (default from config: 8000)")
+    serve.set_defaults(run=cmd_serve)
+
+    check = commands.add_parser("check-config", parents=[common],
+                                help="validate and print the effective configuration, secrets masked")
+    check.set_defaults(run=cmd_check_config)
+
+    _add_user_commands(commands, common)
+    return parser
+
+
+def _add_user_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    user = commands.add_parser("user", parents=[common], help="manage accounts")
+    actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", parents=[common], help="create an account")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="give the admin role")
+    add.add_argument("--can-interact", action="store_true", help="allow uploads")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.set_defaults(run=cmd_user_add)
+
+    listing = actions.add_parser("list", parents=[common], help="list accounts")
+    listing.set_defaults(run=cmd_user_list)
+
+    change = actions.add_parser("set", parents=[common], help="change an account")
+    change.add_argument("name")
+    _add_flag_pair(change, "active", "--active", "--blocked", "unblock or block the account")
+    _add_flag_pair(change, "can_interact", "--can-interact", "--no-can-interact", "allow or forbid uploads")
+    change.add_argument("--role", choices=users.ROLES)
+    change.add_argument("--password-stdin", action="store_true", help="read a new password from standard input")
+    change.set_defaults(run=cmd_user_set)
+
+
+def _add_flag_pair(parser: argparse.ArgumentParser, dest: str, yes: str, no: str, text: str) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(yes, dest=dest, action="store_const", const=True, help=text)
+    group.add_argument(no, dest=dest, action="store_const", const=False)
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def configure_logging(config: Config) -> None:
+    if config.logging.level not in LOG_LEVELS:
+        raise ConfigError(f"'logging.level' must be one of {', '.join(LOG_LEVELS)}, got {config.logging.level!r}")
+    logging.basicConfig(level=config.logging.level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# --- serve -------------------------------------------------------------------------------------------------
+
+def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    server = dataclasses.replace(config.server, host=args.host or config.server.host,
+                                 port=config.server.port if args.port is None else args.port)
+    asyncio.run(serve(dataclasses.replace(config, server=server)))
+    return 0
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return."""
+    runner = web.AppRunner(create_app(config), handle_signals=False)
+    await runner.setup()
+    try:
+        await _start_site(runner, config)
+        await _wait_for_stop_signal()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+
+
+async def _start_site(runner: web.AppRunner, config: Config) -> None:
+    site = web.TCPSite(runner, config.server.host, config.server.port)
+    try:
+        await site.start()
+    except OSError as error:
+        raise CliError(f"cannot listen on {config.server.host}:{config.server.port}: {error.strerror}") from None
+    host, port = runner.addresses[0][:2]
+    store = runner.app[STORE]
+    log.info("lazyd %s listening on http://%s:%d, store %s (schema v%d), data in %s", __version__, host, port,
+             store.describe(), await store.schema_version(), config.data_dir)
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+
+
+# --- check-config ------------------------------------------------------------------------------------------
+
+def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
+    print(json.dumps(effective_config(config), indent=2))
+    return 0
+
+
+# --- user --------------------------------------------------------------------------------------------------
+
+def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
+    if problem := username_problem(args.name):
+        raise CliError(problem)
+    password = read_password(args.password_stdin)
+    role = "admin" if args.admin else "user"
+
+    async def add() -> users.User:
+        return await users.create_user(PasswordHasher(config.auth.bcrypt_rounds), args.name, password,
+                                       role=role, can_interact=args.can_interact)
+
+    user = with_store(config, add)
+    print(f"created {role} {user.username} (id {user.id})")
+    return 0
+
+
+def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
+    found, _ = with_store(config, lambda: users.list_users(1, 1_000_000))
+    print(f"{'id':>5}  {'username':<24} {'role':<6} {'active':<7} {'can_interact':<12} created")
+    for user in found:
+        print(f"{user.id:>5}  {user.username:<24} {user.role:<6} {_yes(user.active):<7} "
+              f"{_yes(user.can_interact):<12} {user.create_date:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def cmd_user_set(config: Config, args: argparse.Namespace) -> int:
+    password = read_password(args.password_stdin) if args.password_stdin else None
+    changes = users.UserChanges(password=password, can_interact=args.can_interact, active=args.active,
+                                role=args.role)
+    if changes == users.UserChanges():
+        raise CliError("nothing to change: give --active/--blocked, --can-interact/--no-can-interact, --role "
+                       "or --password-stdin")
+
+    async def change() -> users.User:
+        user = await users.find_user(args.name)
+        if user is None:
+            raise CliError(f"no user named {args.name!r}")
+        return await users.update_user(PasswordHasher(config.auth.bcrypt_rounds), user, changes)
+
+    user = with_store(config, change)
+    print(f"updated {user.username}: role {user.role}, active {_yes(user.active)}, "
+          f"can_interact {_yes(user.can_interact)}")
+    return 0
+
+
+def read_password(from_stdin: bool) -> str:
+    """From standard input (one line) when asked, else prompted twice on the terminal."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CliError("the passwords differ")
+    else:
+        raise CliError("no terminal to ask for a password on: pass --password-stdin and pipe it in")
+    if problem := password_problem(password):
+        raise CliError(problem)
+    return password
+
+
+def with_store(config: Config, work: Callable[[], Awaitable]) -> object:
+    """Open the configured store, run ``work`` against it, close it."""
+
+    async def run() -> object:
+        store = await Store.open(config.database_url, pool_size=2, timeout_s=config.database.connect_timeout_s)
+        try:
+            return await work()
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+# --- entry point -------------------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None))
+        configure_logging(config)
+        return args.run(config, args)
+    except (CliError, ConfigError, StoreError, SchemaTooNew, users.UserExists) as error:
+        return _fail(str(error))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"lazyd: error: {message}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Configuration: `config.toml` read with tomllib into frozen dataclasses.
+
+Precedence, highest first: command-line options, environment variables, the config file, the defaults
+below. An environment variable names one key as ``LAZYD_`` + the key's path joined by ``__``, upper-case:
+``data_dir`` is ``LAZYD_DATA_DIR``, ``[auth] admin_token`` is ``LAZYD_AUTH__ADMIN_TOKEN``. A secret key
+``x`` can also be read from a file given as ``x_file`` (``LAZYD_AUTH__ADMIN_TOKEN_FILE``). Unknown keys
+and variables, and values of the wrong type, are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LAZYD_"
+CONFIG_ENV = "LAZYD_CONFIG"
+MASK = "********"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and says why."""
+
+
+def secret(default: str = "") -> Any:
+    """A field that may also come from ``<name>_file`` and is masked when printed."""
+    return field(default=default, metadata={"secret": True})
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_json_body_kb: int = 1024
+    trusted_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    url: str = ""
+    pool_size: int = 10
+    connect_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    jwt_secret: str = secret()
+    access_token_minutes: int = 30
+    refresh_token_days: int = 30
+    bcrypt_rounds: int = 12
+    open_registration: bool = True
+    admin_token: str = secret()
+    worker_token: str = secret()
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = ""
+    server: ServerConfig = ServerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    auth: AuthConfig = AuthConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        """The configured URL, or the SQLite file in the data directory."""
+        return self.database.url or f"sqlite:///{self.data_path / 'lazyd.sqlite3'}"
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    """systemd's StateDirectory when run as a unit, else the XDG per-user data directory."""
+    if state := env.get("STATE_DIRECTORY"):
+        return Path(state.split(":")[0])
+    base = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "lazyd"
+
+
+def default_config_file(env: Mapping[str, str]) -> Path | None:
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    for candidate in (Path(base) / "lazyd" / "config.toml", Path("/etc/lazyd/config.toml")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Read the file (explicit, ``$LAZYD_CONFIG`` or the default location), apply the environment."""
+    env = os.environ if env is None else env
+    file = _config_file(path, env)
+    table = _read_toml(file) if file else {}
+    _reject_unknown_env(env)
+    config = _build(Config, table, env, ())
+    chosen_dir = data_dir or config.data_dir or default_data_dir(env)
+    return dataclasses.replace(config, data_dir=str(Path(chosen_dir).expanduser().resolve()))
+
+
+def _config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Path | None:
+    explicit = path or env.get(CONFIG_ENV)
+    if not explicit:
+        return default_config_file(env)
+    file = Path(explicit).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"config file {file} does not exist")
+    return file
+
+
+def _read_toml(file: Path) -> dict[str, Any]:
+    try:
+        with file.open("rb") as stream:
+            return tomllib.load(stream)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{file} is not valid TOML: {error}") from None
+
+
+def env_name(key_path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "__".join(key_path).upper()
+
+
+def _all_env_names(cls: type, prefix: tuple[str, ...] = ()) -> set[str]:
+    names: set[str] = set()
+    for spec in dataclasses.fields(cls):
+        path = (*prefix, spec.name)
+        kind = _field_types(cls)[spec.name]
+        if dataclasses.is_dataclass(kind):
+            names |= _all_env_names(kind, path)
+            continue
+        names.add(env_name(path))
+        if spec.metadata.get("secret"):
+            names.add(env_name(path) + "_FILE")
+    return names
+
+
+def _reject_unknown_env(env: Mapping[str, str]) -> None:
+    known = _all_env_names(Config) | {CONFIG_ENV}
+    unknown = sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+    if unknown:
+        raise ConfigError(f"unknown environment variable {unknown[0]} (no such configuration key)")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(cls: type, table: Any, env: Mapping[str, str], prefix: tuple[str, ...]) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"'{'.'.join(prefix)}' must be a table")
+    types_by_name = _field_types(cls)
+    known = {spec.name for spec in dataclasses.fields(cls)}
+    known |= {f"{spec.name}_file" for spec in dataclasses.fields(cls) if spec.metadata.get("secret")}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"unknown configuration key '{'.'.join((*prefix, key))}'")
+    values = {}
+    for spec in dataclasses.fields(cls):
+        path = (*prefix, spec.name)
+        kind = types_by_name[spec.name]
+        if dataclasses.is_dataclass(kind):
+            values[spec.name] = _build(kind, table.get(spec.name, {}), env, path)
+        else:
+            found = _lookup(spec, table, env, path)
+            if found is not _MISSING:
+                values[spec.name] = _coerce(found, kind, path)
+    return cls(**values)
+
+
+_MISSING = object()
+
+
+def _lookup(spec: dataclasses.Field, table: dict[str, Any], env: Mapping[str, str], path: tuple[str, ...]) -> Any:
+    name = env_name(path)
+    if name in env:
+        return _EnvText(env[name])
+    if spec.metadata.get("secret") and name + "_FILE" in env:
+        return _read_secret_file(env[name + "_FILE"], path)
+    if spec.name in table:
+        return table[spec.name]
+    if spec.metadata.get("secret") and f"{spec.name}_file" in table:
+        return _read_secret_file(table[f"{spec.name}_file"], path)
+    return _MISSING
+
+
+class _EnvText(str):
+    """A value from the environment: text to be converted to the field's type."""
+
+
+def _read_secret_file(file: Any, path: tuple[str, ...]) -> str:
+    if not isinstance(file, str):
+        raise ConfigError(f"'{'.'.join(path)}_file' must be a string path")
+    try:
+        return Path(file).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(f"cannot read '{'.'.join(path)}_file' {file}: {error.strerror}") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
+    key = ".".join(path)
+    if isinstance(value, _EnvText):
+        value = _from_env_text(str(value), kind, key)
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if kind is str and isinstance(value, str):
+        return value
+    if typing.get_origin(kind) is tuple and isinstance(value, (list, tuple)):
+        item_kind = typing.get_args(kind)[0]
+        return tuple(_coerce(item, item_kind, path) for item in value)
+    raise ConfigError(f"'{key}' must be {_describe(kind)}, got {type(value).__name__} {value!r}")
+
+
+def _from_env_text(text: str, kind: Any, key: str) -> Any:
+    try:
+        if kind is bool:
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE
+            raise ValueError(text)
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+        if typing.get_origin(kind) is tuple:
+            return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"'{key}' must be {_describe(kind)}, got {text!r} from {ENV_PREFIX}...") from None
+    return text
+
+
+def _describe(kind: Any) -> str:
+    if typing.get_origin(kind) is tuple:
+        return f"a list of {_describe(typing.get_args(kind)[0])}s"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+
+
+def effective_config(config: Config) -> dict[str, Any]:
+    """The configuration as a nested dict with every secret that is set replaced by a mask."""
+    shown = _masked(config)
+    shown["database"]["url"] = mask_url_password(config.database.url)
+    return shown
+
+
+def _masked(instance: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(instance):
+        value = getattr(instance, spec.name)
+        if dataclasses.is_dataclass(value):
+            out[spec.name] = _masked(value)
+        elif spec.metadata.get("secret"):
+            out[spec.name] = MASK if value else ""
+        else:
+            out[spec.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def mask_url_password(url: str) -> str:
+    """``postgresql://user:pw@host/db`` -> ``postgresql://user:********@host/db``, for logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not (sep and at and ":" in credentials):
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:{MASK}@{host}"
+
+
+__all__ = [
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "DatabaseConfig",
+    "LoggingConfig",
+    "ServerConfig",
+    "effective_config",
+    "load_config",
+    "mask_url_password",
+]

@@ -1,0 +1,94 @@
+"""The store: one async peewee database (SQLite by default, PostgreSQL by URL), migrated on open."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import peewee
+from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
+
+from ..config import mask_url_password
+from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
+from .models import MODELS, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
+
+log = logging.getLogger(__name__)
+
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "full",  # a finished chunk must survive power loss, not only a crash
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,
+}
+
+
+class StoreError(RuntimeError):
+    """The database URL is not usable."""
+
+
+class Store:
+    """An open, migrated database with lazyd's models bound to it."""
+
+    def __init__(self, db: peewee.Database, url: str) -> None:
+        self.db = db
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int = 10, timeout_s: float = 10.0, migrate: bool = True) -> Store:
+        store = cls(connect_database(url, pool_size=pool_size, timeout_s=timeout_s), url)
+        store.db.bind(MODELS)
+        if migrate:
+            applied = await store.db.run(upgrade, store.db)
+            if applied:
+                log.info("database upgraded to schema version %d", applied[-1])
+        return store
+
+    async def close(self) -> None:
+        await self.db.close_pool()
+
+    @property
+    def is_postgres(self) -> bool:
+        return isinstance(self.db, peewee.PostgresqlDatabase)
+
+    def describe(self) -> str:
+        """The URL with any password masked, for logs and ``/health``."""
+        return mask_url_password(self.url)
+
+    async def schema_version(self) -> int:
+        return await self.db.run(current_version, self.db)
+
+    async def healthy(self, timeout_s: float = 2.0) -> bool:
+        """Whether a trivial query answers in time."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.db.aexecute_sql("SELECT 1")
+            return True
+        except (TimeoutError, peewee.PeeweeException, OSError):
+            log.warning("database health check failed", exc_info=True)
+            return False
+
+
+def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> peewee.Database:
+    """An async peewee database for ``sqlite:///path`` or ``postgresql://...``; nothing is opened yet."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite://"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return AsyncSqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, pool_size=pool_size, timeout=timeout_s)
+    if url.startswith(("postgresql://", "postgres://")):
+        return AsyncPostgresqlDatabase(url, pool_size=pool_size, acquire_timeout=timeout_s)
+    raise StoreError(f"database.url must start with sqlite:/// or postgresql://, got {mask_url_password(url)!r}")
+
+
+__all__ = [
+    "LATEST_VERSION",
+    "SchemaTooNew",
+    "SchemaVersion",
+    "Store",
+    "StoreError",
+    "Transcription",
+    "TranscriptionChunk",
+    "User",
+    "connect_database",
+    "utcnow",
+]

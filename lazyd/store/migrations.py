@@ -1,0 +1,161 @@
+"""Versioned schema migrations that upgrade an existing database in place.
+
+Each migration is a plain function of the database, run inside a greenlet (``db.run``) so that peewee's
+synchronous schema API works over the async drivers. A migration never imports the current models: it
+describes the tables as they were at its version, so an old database always upgrades the same way.
+Each step runs in its own transaction together with the row recording it, under a lock that keeps two
+daemons starting at once from applying the same step twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import peewee
+from playhouse.migrate import SchemaMigrator, migrate
+
+from .models import JSONField, SchemaVersion, utcnow
+
+log = logging.getLogger(__name__)
+
+_PG_MIGRATION_LOCK = 0x6C617A7964  # "lazyd": the advisory lock key shared by every daemon.
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer lazyd than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[peewee.Database], None]
+
+
+def _v1_seed_tables(db: peewee.Database) -> None:
+    """The lazy-lecture seed's three tables, with the seed's fields only."""
+
+    class Base(peewee.Model):
+        id = peewee.AutoField()
+        create_date = peewee.DateTimeField(default=utcnow, index=True)
+        update_date = peewee.DateTimeField(default=utcnow, index=True)
+
+        class Meta:
+            database = db
+
+    class User(Base):
+        username = peewee.CharField(max_length=64, unique=True)
+        password = peewee.CharField(max_length=128)
+        active = peewee.BooleanField(default=True)
+        role = peewee.CharField(max_length=16, default="user")
+        password_timestamp = peewee.DoubleField()
+        can_interact = peewee.BooleanField(default=False)
+
+        class Meta:
+            table_name = "users"
+
+    class Transcription(Base):
+        creator = peewee.ForeignKeyField(User, column_name="creator_id", on_delete="CASCADE")
+        audio_len_secs = peewee.DoubleField()
+        chunk_size_secs = peewee.DoubleField()
+        current_state = peewee.CharField(max_length=32, index=True)
+        error_count = peewee.IntegerField(default=0)
+
+        class Meta:
+            table_name = "transcriptions"
+
+    class TranscriptionChunk(Base):
+        transcription = peewee.ForeignKeyField(Transcription, column_name="transcript_id", on_delete="CASCADE")
+        chunk_no = peewee.IntegerField()
+        text = peewee.TextField(default="")
+
+        class Meta:
+            table_name = "transcription_chunks"
+
+    db.create_tables([User, Transcription, TranscriptionChunk])
+
+
+def _v2_pipeline_fields(db: peewee.Database) -> None:
+    """What lazyd's pipeline needs beyond the seed: the stored audio, the chunk plan, leases, segments."""
+    migrator = SchemaMigrator.from_database(db)
+    transcription_columns = {
+        "source": peewee.CharField(max_length=16, default="upload"),
+        "filename": peewee.CharField(max_length=512, default=""),
+        "audio_path": peewee.CharField(max_length=1024, default=""),
+        "audio_sha256": peewee.CharField(max_length=64, default=""),
+        "audio_size": peewee.BigIntegerField(default=0),
+        "chunk_plan": JSONField(default=list),
+        "options": JSONField(default=dict),
+        "model_name": peewee.CharField(max_length=256, default=""),
+        "last_error": peewee.TextField(default=""),
+        "lease_owner": peewee.CharField(max_length=128, default=""),
+        "lease_expires_at": peewee.DateTimeField(null=True),
+        "next_attempt_at": peewee.DateTimeField(null=True),
+    }
+    chunk_columns = {
+        "start_secs": peewee.DoubleField(default=0.0),
+        "end_secs": peewee.DoubleField(default=0.0),
+        "segments": JSONField(default=list),
+    }
+    migrate(
+        *(migrator.add_column("transcriptions", name, column) for name, column in transcription_columns.items()),
+        *(migrator.add_column("transcription_chunks", name, column) for name, column in chunk_columns.items()),
+        migrator.add_index("transcriptions", ("audio_sha256",)),
+        migrator.add_index("transcriptions", ("creator_id", "create_date")),
+        migrator.add_index("transcription_chunks", ("transcript_id", "chunk_no"), unique=True),
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
+    Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+
+def current_version(db: peewee.Database) -> int:
+    """The highest applied migration, 0 for an empty database. Call inside ``db.run``."""
+    if not db.table_exists(SchemaVersion._meta.table_name):
+        return 0
+    return SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar() or 0
+
+
+def upgrade(db: peewee.Database, target: int = LATEST_VERSION) -> list[int]:
+    """Apply every migration above the current version up to ``target``; return those applied.
+
+    Synchronous peewee code: call it through ``await db.run(upgrade, db)``.
+    """
+    with SchemaVersion.bind_ctx(db):
+        db.create_tables([SchemaVersion], safe=True)
+        found = current_version(db)
+        if found > LATEST_VERSION:
+            raise SchemaTooNew(
+                f"the database is at schema version {found}, newer than this lazyd knows ({LATEST_VERSION}); "
+                "upgrade lazyd"
+            )
+        return [m.version for m in MIGRATIONS if found < m.version <= target and _apply(db, m)]
+
+
+def _apply(db: peewee.Database, migration: Migration) -> bool:
+    with _locked_transaction(db):
+        if current_version(db) >= migration.version:
+            return False
+        log.info("applying schema migration %d: %s", migration.version, migration.description)
+        migration.apply(db)
+        SchemaVersion.create(version=migration.version, description=migration.description)
+        return True
+
+
+@contextmanager
+def _locked_transaction(db: peewee.Database) -> Iterator[None]:
+    """A write transaction that only one process at a time can hold."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_MIGRATION_LOCK,))
+            yield
+    else:
+        with db.atomic(lock_type="IMMEDIATE"):
+            yield

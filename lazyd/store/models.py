@@ -1,0 +1,98 @@
+"""The current shape of lazyd's tables, as peewee models.
+
+Migrations (``migrations.py``) create and upgrade the tables; these classes describe the newest schema and
+are bound to the open database by :class:`lazyd.store.Store`. Table and column names keep the seed's field
+names where the seed API exposes them (``creator_id``, ``transcript_id``, ``chunk_no``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import peewee
+from playhouse.pwasyncio import AsyncModel
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form every timestamp column holds (portable across SQLite and PostgreSQL)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class JSONField(peewee.TextField):
+    """JSON kept as text, so that SQLite and PostgreSQL store it the same way."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(AsyncModel):
+    id = peewee.AutoField()
+    create_date = peewee.DateTimeField(default=utcnow, index=True)
+    update_date = peewee.DateTimeField(default=utcnow, index=True)
+
+
+class User(BaseModel):
+    username = peewee.CharField(max_length=64, unique=True)
+    password = peewee.CharField(max_length=128)
+    active = peewee.BooleanField(default=True)
+    role = peewee.CharField(max_length=16, default="user")
+    password_timestamp = peewee.DoubleField()
+    can_interact = peewee.BooleanField(default=False)
+
+    class Meta:
+        table_name = "users"
+
+
+class Transcription(BaseModel):
+    creator = peewee.ForeignKeyField(User, column_name="creator_id", backref="transcriptions", on_delete="CASCADE")
+    audio_len_secs = peewee.DoubleField()
+    chunk_size_secs = peewee.DoubleField()
+    current_state = peewee.CharField(max_length=32, index=True)
+    error_count = peewee.IntegerField(default=0)
+    source = peewee.CharField(max_length=16, default="upload")
+    filename = peewee.CharField(max_length=512, default="")
+    audio_path = peewee.CharField(max_length=1024, default="")
+    audio_sha256 = peewee.CharField(max_length=64, default="", index=True)
+    audio_size = peewee.BigIntegerField(default=0)
+    chunk_plan = JSONField(default=list)
+    options = JSONField(default=dict)
+    model_name = peewee.CharField(max_length=256, default="")
+    last_error = peewee.TextField(default="")
+    lease_owner = peewee.CharField(max_length=128, default="")
+    lease_expires_at = peewee.DateTimeField(null=True)
+    next_attempt_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "transcriptions"
+
+
+class TranscriptionChunk(BaseModel):
+    transcription = peewee.ForeignKeyField(
+        Transcription, column_name="transcript_id", backref="chunks", on_delete="CASCADE"
+    )
+    chunk_no = peewee.IntegerField()
+    text = peewee.TextField(default="")
+    start_secs = peewee.DoubleField(default=0.0)
+    end_secs = peewee.DoubleField(default=0.0)
+    segments = JSONField(default=list)
+
+    class Meta:
+        table_name = "transcription_chunks"
+        indexes = ((("transcription", "chunk_no"), True),)
+
+
+class SchemaVersion(peewee.Model):
+    version = peewee.IntegerField(primary_key=True)
+    description = peewee.CharField(max_length=256)
+    applied_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "schema_version"
+
+
+MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, SchemaVersion)

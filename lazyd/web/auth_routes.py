@@ -1,0 +1,70 @@
+"""The seed's ``/auth`` routes, plus deleting one's own account."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .. import users
+from ..auth import REFRESH
+from ..store import User
+from ..validation import Field, password_problem, query_int, username_problem
+from .body import json_object
+from .errors import conflict, forbidden, not_found, unauthorized
+from .keys import CONFIG, HASHER, TOKENS
+from .security import current_user, require_admin_token_or_admin, user_from_token
+
+CREDENTIALS = (
+    Field("username", str, required=True, check=username_problem),
+    Field("password", str, required=True, check=password_problem),
+)
+SELF_CHANGES = (Field("password", str, check=password_problem), Field("can_interact", bool))
+
+
+async def register(request: web.Request) -> web.Response:
+    if not request.app[CONFIG].auth.open_registration:
+        raise forbidden("Registration is closed on this server; ask an admin for an account")
+    body = await json_object(request, *CREDENTIALS)
+    try:
+        user = await users.create_user(request.app[HASHER], body["username"], body["password"])
+    except users.UserExists as error:
+        raise conflict(str(error)) from None
+    return web.json_response(users.user_json(user), status=201)
+
+
+async def login(request: web.Request) -> web.Response:
+    body = await json_object(request, *CREDENTIALS)
+    user = await users.check_credentials(request.app[HASHER], body["username"], body["password"])
+    if user is None:
+        raise unauthorized("Incorrect username or password")
+    if not user.active:
+        raise unauthorized("Your account is blocked")
+    return web.json_response(request.app[TOKENS].issue_pair(user.id, user.password_timestamp))
+
+
+async def refresh(request: web.Request) -> web.Response:
+    body = await json_object(request, Field("refresh_token", str, required=True))
+    user = await user_from_token(request, body["refresh_token"], REFRESH)
+    return web.json_response(request.app[TOKENS].issue_pair(user.id, user.password_timestamp))
+
+
+async def info(request: web.Request) -> web.Response:
+    return web.json_response(users.user_json(await current_user(request)))
+
+
+async def delete_self(request: web.Request) -> web.Response:
+    """``DELETE /auth/info``: the caller's account, transcriptions and audio are removed."""
+    user = await current_user(request)
+    await users.delete_user(user)
+    return web.Response(status=204)
+
+
+async def patch(request: web.Request) -> web.Response:
+    """The seed's ``PATCH /auth/patch?user_id=N``: password and ``can_interact`` of any user."""
+    user_id = query_int(request.query, "user_id")
+    await require_admin_token_or_admin(request)
+    changes = await json_object(request, *SELF_CHANGES)
+    user = await User.aget_or_none(User.id == user_id)
+    if user is None:
+        raise not_found("User not found")
+    updated = await users.update_user(request.app[HASHER], user, users.UserChanges(**changes))
+    return web.json_response(users.user_json(updated))

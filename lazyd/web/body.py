@@ -1,0 +1,40 @@
+"""Reading request bodies and query strings into validated values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..validation import Field, fail, parse_object, query_int
+
+MAX_PAGE_SIZE = 1000
+
+
+async def json_body(request: web.Request) -> Any:
+    """The decoded JSON body; 422 ``json_invalid`` when it is not JSON, 413 when it is too large."""
+    raw = await request.read()
+    if not raw.strip():
+        raise fail(("body",), "Field required", "missing")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        position = getattr(error, "pos", getattr(error, "start", 0))
+        raise fail(("body", position), "JSON decode error", "json_invalid") from None
+
+
+async def json_object(request: web.Request, *fields: Field) -> dict[str, Any]:
+    return parse_object(await json_body(request), fields)
+
+
+def pagination(request: web.Request) -> tuple[int, int]:
+    """The seed's ``page`` (>= 1, default 1) and ``size`` (>= 1, default 50) query parameters."""
+    page = query_int(request.query, "page", 1, ge=1)
+    size = query_int(request.query, "size", 50, ge=1, le=MAX_PAGE_SIZE)
+    return page, size
+
+
+def page_json(page: int, size: int, total: int, key: str, items: list[Any]) -> dict[str, Any]:
+    """The seed's page object: ``page``, ``size``, ``total``, ``pages = ceil(total / size)`` and the items."""
+    return {"page": page, "size": size, "total": total, "pages": -(-total // size), key: items}

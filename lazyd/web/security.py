@@ -1,0 +1,62 @@
+"""Who is calling: bearer tokens, the admin token of ``/auth/patch``, roles and ``can_interact``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..auth import ACCESS, secrets_equal
+from ..store import User
+from .errors import forbidden, unauthorized
+from .keys import CONFIG, TOKENS
+
+INVALID_TOKEN = "Invalid or expired token"
+
+
+def bearer_token(request: web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+async def user_from_token(request: web.Request, token: str, token_type: str = ACCESS) -> User:
+    """The active user a valid token of ``token_type`` belongs to; 401 for anything else."""
+    claims = request.app[TOKENS].decode(token, token_type)
+    user = await User.aget_or_none(User.id == claims.user_id) if claims else None
+    if user is None or user.password_timestamp != claims.password_timestamp:
+        raise unauthorized(INVALID_TOKEN)
+    if not user.active:
+        raise unauthorized("Your account is blocked")
+    return user
+
+
+async def current_user(request: web.Request, *, admin: bool = False, can_interact: bool = False) -> User:
+    """The caller, checked for the admin role or the upload permission when the route needs them."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized("Invalid Authorization Header")
+    user = await user_from_token(request, token)
+    if admin and user.role != "admin":
+        raise forbidden("Access restricted: this action needs the admin role")
+    if can_interact and not user.can_interact:
+        raise forbidden("Access restricted: an admin has not allowed this account to upload (can_interact)")
+    return user
+
+
+NO_ADMIN_TOKEN = ("The admin token is not configured on this server (auth.admin_token); "
+                  "use an admin's bearer token instead")
+
+
+async def require_admin_token_or_admin(request: web.Request) -> None:
+    """The seed's ``secret_admin_token`` (query or ``X-Admin-Token``), or else an admin's bearer token."""
+    given = request.query.get("secret_admin_token") or request.headers.get("X-Admin-Token")
+    configured = request.app[CONFIG].auth.admin_token
+    if given is not None:
+        if not configured:
+            raise forbidden(NO_ADMIN_TOKEN)
+        if not secrets_equal(given, configured):
+            raise forbidden("Invalid admin token")
+        return
+    if bearer_token(request) is None:
+        raise unauthorized("Invalid Authorization Header") if configured else forbidden(NO_ADMIN_TOKEN)
+    await current_user(request, admin=True)
