@@ -16,10 +16,10 @@ from .models import MODELS, SchemaVersion, Transcription, TranscriptionChunk, Us
 log = logging.getLogger(__name__)
 
 SQLITE_PRAGMAS = {
+    "busy_timeout": 10_000,  # first, so that the pragmas below wait for another process's lock
     "journal_mode": "wal",
     "synchronous": "full",  # a finished chunk must survive power loss, not only a crash
     "foreign_keys": 1,
-    "busy_timeout": 10_000,
 }
 
 

@@ -3,7 +3,7 @@
 Each migration is a plain function of the database, run inside a greenlet (``db.run``) so that peewee's
 synchronous schema API works over the async drivers. A migration never imports the current models: it
 describes the tables as they were at its version, so an old database always upgrades the same way.
-Each step runs in its own transaction together with the row recording it, under a lock that keeps two
+All pending steps run in one transaction together with the rows recording them, under a lock that keeps two
 daemons starting at once from applying the same step twice.
 """
 
@@ -116,37 +116,68 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST_VERSION = MIGRATIONS[-1].version
 
 
+def _version_table(db: peewee.Database) -> type[peewee.Model]:
+    """``schema_version`` bound to ``db`` alone, so that upgrades of two databases never share a binding."""
+
+    class Version(peewee.Model):
+        version = peewee.IntegerField(primary_key=True)
+        description = peewee.CharField(max_length=256)
+        applied_at = peewee.DateTimeField(default=utcnow)
+
+        class Meta:
+            database = db
+            table_name = SchemaVersion._meta.table_name
+
+    return Version
+
+
 def current_version(db: peewee.Database) -> int:
     """The highest applied migration, 0 for an empty database. Call inside ``db.run``."""
     if not db.table_exists(SchemaVersion._meta.table_name):
         return 0
-    return SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar() or 0
+    versions = _version_table(db)
+    return versions.select(peewee.fn.MAX(versions.version)).scalar() or 0
 
 
 def upgrade(db: peewee.Database, target: int = LATEST_VERSION) -> list[int]:
     """Apply every migration above the current version up to ``target``; return those applied.
 
-    Synchronous peewee code: call it through ``await db.run(upgrade, db)``.
+    All pending steps run in one transaction under a cross-process lock, so a failed upgrade leaves the
+    database as it was and two daemons starting together apply each step once. Synchronous peewee code:
+    call it through ``await db.run(upgrade, db)``.
     """
-    with SchemaVersion.bind_ctx(db):
-        db.create_tables([SchemaVersion], safe=True)
+    versions = _version_table(db)
+    with _foreign_keys_deferred(db), _locked_transaction(db):
+        versions.create_table(safe=True)
         found = current_version(db)
         if found > LATEST_VERSION:
             raise SchemaTooNew(
                 f"the database is at schema version {found}, newer than this lazyd knows ({LATEST_VERSION}); "
                 "upgrade lazyd"
             )
-        return [m.version for m in MIGRATIONS if found < m.version <= target and _apply(db, m)]
+        pending = [m for m in MIGRATIONS if found < m.version <= target]
+        for migration in pending:
+            log.info("applying schema migration %d: %s", migration.version, migration.description)
+            migration.apply(db)
+            versions.create(version=migration.version, description=migration.description)
+        return [m.version for m in pending]
 
 
-def _apply(db: peewee.Database, migration: Migration) -> bool:
-    with _locked_transaction(db):
-        if current_version(db) >= migration.version:
-            return False
-        log.info("applying schema migration %d: %s", migration.version, migration.description)
-        migration.apply(db)
-        SchemaVersion.create(version=migration.version, description=migration.description)
-        return True
+@contextmanager
+def _foreign_keys_deferred(db: peewee.Database) -> Iterator[None]:
+    """SQLite rebuilds a table to change a column; with foreign keys on, dropping the old copy would
+    cascade-delete every row that references it. SQLite's documented procedure: switch them off around
+    the change (outside any transaction), then check that nothing dangles."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        yield
+        return
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        if dangling := db.execute_sql("PRAGMA foreign_key_check").fetchall():
+            raise RuntimeError(f"schema migration left dangling foreign keys: {dangling[:5]}")
+    finally:
+        db.execute_sql("PRAGMA foreign_keys = ON")
 
 
 @contextmanager

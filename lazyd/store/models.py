@@ -86,7 +86,7 @@ class TranscriptionChunk(BaseModel):
         indexes = ((("transcription", "chunk_no"), True),)
 
 
-class SchemaVersion(peewee.Model):
+class SchemaVersion(AsyncModel):
     version = peewee.IntegerField(primary_key=True)
     description = peewee.CharField(max_length=256)
     applied_at = peewee.DateTimeField(default=utcnow)

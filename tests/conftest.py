@@ -1,0 +1,105 @@
+"""Shared fixtures: a configuration per test, the store on SQLite and on PostgreSQL, an API client."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient
+
+from lazyd import users
+from lazyd.config import AuthConfig, Config, DatabaseConfig
+from lazyd.store import Store, User
+from lazyd.web import create_app
+from lazyd.web.keys import HASHER
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+PASSWORD = "Correct_horse1"
+
+
+async def _postgres_problem() -> str | None:
+    try:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=3)
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as error:
+        return f"PostgreSQL at 127.0.0.1:5432 did not answer ({error.__class__.__name__}: {error})"
+    await connection.close()
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lazyd.sqlite3'}"
+        return
+    if problem := await _postgres_problem():
+        pytest.skip(f"skipping the PostgreSQL run: {problem}")
+    schema = f"lazyd_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{POSTGRES_URL}?search_path={schema}"
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """A test configuration in a temporary data directory; keyword arguments replace ``[auth]`` keys."""
+
+    def make(database_url: str = "", **auth: object) -> Config:
+        base = AuthConfig(bcrypt_rounds=4)
+        return Config(data_dir=str(tmp_path / "data"), database=DatabaseConfig(url=database_url),
+                      auth=dataclasses.replace(base, **auth))
+
+    return make
+
+
+@pytest.fixture
+def config(make_config: Callable[..., Config], database_url: str) -> Config:
+    return make_config(database_url)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = await Store.open(database_url, pool_size=2)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Callable, config: Config) -> TestClient:
+    return await aiohttp_client(create_app(config))
+
+
+class Accounts:
+    """Creates users straight in the store and logs them in over the API."""
+
+    def __init__(self, client: TestClient) -> None:
+        self.client = client
+
+    async def create(self, username: str, *, role: str = "user", can_interact: bool = False) -> User:
+        hasher = self.client.app[HASHER]
+        return await users.create_user(hasher, username, PASSWORD, role=role, can_interact=can_interact)
+
+    async def login(self, username: str, password: str = PASSWORD) -> dict[str, str]:
+        response = await self.client.post("/auth/login", json={"username": username, "password": password})
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    async def headers(self, username: str, **create: object) -> dict[str, str]:
+        """Create ``username`` and return the Authorization header of a fresh access token."""
+        await self.create(username, **create)
+        tokens = await self.login(username)
+        return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+@pytest.fixture
+def accounts(client: TestClient) -> Accounts:
+    return Accounts(client)

@@ -1,0 +1,108 @@
+"""The store on SQLite and PostgreSQL: migrations upgrade old databases in place and keep their rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import peewee
+import pytest
+
+from lazyd.store import LATEST_VERSION, SchemaTooNew, Store, Transcription, TranscriptionChunk, User, connect_database
+from lazyd.store.migrations import SchemaVersion, upgrade
+from lazyd.store.models import MODELS
+
+
+async def _open_at_version(url: str, version: int) -> peewee.Database:
+    db = connect_database(url, pool_size=2)
+    await db.run(upgrade, db, version)
+    return db
+
+
+async def test_a_new_database_is_created_at_the_latest_version(store):
+    assert await store.schema_version() == LATEST_VERSION
+    assert await store.healthy()
+
+
+async def test_a_seed_era_database_is_upgraded_in_place_keeping_its_rows(database_url):
+    old = await _open_at_version(database_url, 1)
+    await old.aexecute_sql(
+        "INSERT INTO users (username, password, active, role, password_timestamp, can_interact, create_date, "
+        "update_date) VALUES ('alice', 'x', %s, 'user', 1.5, %s, '2024-01-01 10:00:00', '2024-01-01 10:00:00')"
+        .replace("%s", "?" if "sqlite" in database_url else "%s"), (True, True))
+    await old.aexecute_sql(
+        "INSERT INTO transcriptions (creator_id, audio_len_secs, chunk_size_secs, current_state, error_count, "
+        "create_date, update_date) VALUES (1, 1800, 900, 'completed', 0, '2024-01-01 10:00:00', "
+        "'2024-01-01 10:00:00')")
+    await old.aexecute_sql(
+        "INSERT INTO transcription_chunks (transcript_id, chunk_no, text, create_date, update_date) "
+        "VALUES (1, 0, 'first chunk', '2024-01-01 10:00:00', '2024-01-01 10:00:00')")
+    await old.close_pool()
+
+    store = await Store.open(database_url, pool_size=2)
+    try:
+        assert await store.schema_version() == LATEST_VERSION
+        alice = await User.aget(User.username == "alice")
+        assert (alice.password_timestamp, alice.can_interact) == (1.5, True)
+        chunk = await TranscriptionChunk.aget(TranscriptionChunk.chunk_no == 0)
+        assert (chunk.text, chunk.segments, chunk.start_secs) == ("first chunk", [], 0.0)
+        transcription = await Transcription.aget_by_id(1)
+        assert (transcription.chunk_plan, transcription.options, transcription.audio_path) == ([], {}, "")
+    finally:
+        await store.close()
+
+
+async def test_upgrading_twice_applies_nothing_the_second_time(database_url):
+    db = await _open_at_version(database_url, LATEST_VERSION)
+    try:
+        assert await db.run(upgrade, db) == []
+    finally:
+        await db.close_pool()
+
+
+async def test_two_daemons_starting_at_once_apply_each_migration_once(database_url):
+    first, second = connect_database(database_url, pool_size=2), connect_database(database_url, pool_size=2)
+    try:
+        applied = await asyncio.gather(first.run(upgrade, first), second.run(upgrade, second))
+        assert sorted(applied[0] + applied[1]) == list(range(1, LATEST_VERSION + 1))
+    finally:
+        await first.close_pool()
+        await second.close_pool()
+
+
+async def test_a_database_from_a_newer_lazyd_is_refused(database_url):
+    store = await Store.open(database_url, pool_size=2)
+    await SchemaVersion.acreate(version=LATEST_VERSION + 1, description="from the future")
+    await store.close()
+    with pytest.raises(SchemaTooNew, match="upgrade lazyd"):
+        await Store.open(database_url, pool_size=2)
+
+
+async def test_chunk_numbers_are_unique_per_transcription(store):
+    user = await User.acreate(username="alice", password="x", password_timestamp=1.0)
+    job = await Transcription.acreate(creator=user, audio_len_secs=10, chunk_size_secs=900, current_state="queued")
+    await TranscriptionChunk.acreate(transcription=job, chunk_no=0, text="a")
+    with pytest.raises(peewee.IntegrityError):
+        await TranscriptionChunk.acreate(transcription=job, chunk_no=0, text="b")
+
+
+async def test_json_fields_round_trip_unicode(store):
+    user = await User.acreate(username="alice", password="x", password_timestamp=1.0)
+    plan = [[0.0, 899.5], [899.5, 1800.0]]
+    job = await Transcription.acreate(creator=user, audio_len_secs=1800, chunk_size_secs=900,
+                                      current_state="queued", chunk_plan=plan, options={"prompt": "Schrödinger"})
+    again = await Transcription.aget_by_id(job.id)
+    assert again.chunk_plan == plan and again.options == {"prompt": "Schrödinger"}
+
+
+async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
+    store = await Store.open(f"sqlite:///{tmp_path / 'x.sqlite3'}", pool_size=1)
+    try:
+        assert (await store.db.aexecute_sql("PRAGMA journal_mode")).fetchone()[0] == "wal"
+        assert (await store.db.aexecute_sql("PRAGMA foreign_keys")).fetchone()[0] == 1
+    finally:
+        await store.close()
+
+
+def test_every_model_is_bound_by_the_store():
+    assert {model._meta.table_name for model in MODELS} == {
+        "users", "transcriptions", "transcription_chunks", "schema_version"}
