@@ -104,11 +104,12 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return."""
+    stop = _stop_on_signals()
     runner = web.AppRunner(create_app(config), handle_signals=False)
     await runner.setup()
     try:
         await _start_site(runner, config)
-        await _wait_for_stop_signal()
+        await stop.wait()
         log.info("stopping")
     finally:
         await runner.cleanup()
@@ -126,12 +127,13 @@ async def _start_site(runner: web.AppRunner, config: Config) -> None:
              store.describe(), await store.schema_version(), config.data_dir)
 
 
-async def _wait_for_stop_signal() -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event set by SIGINT or SIGTERM, installed before the first request can arrive."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    return stop
 
 
 # --- check-config ------------------------------------------------------------------------------------------
