@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from .auth import PasswordHasher, password_timestamp
-from .store import Transcription, User, utcnow
+from .store import Transcription, User, release_connection, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,7 @@ async def find_user(username: str) -> User | None:
 async def check_credentials(hasher: PasswordHasher, username: str, password: str) -> User | None:
     """The user whose password this is, or ``None``; as slow for unknown names as for known ones."""
     user = await find_user(username)
+    await release_connection()
     matches = await hasher.verify(password, user.password if user else None)
     return user if matches else None
 
@@ -74,6 +75,7 @@ async def check_credentials(hasher: PasswordHasher, username: str, password: str
 async def update_user(hasher: PasswordHasher, user: User, changes: UserChanges) -> User:
     """Apply ``changes``; a new password also replaces the stamp, which revokes every issued token."""
     if changes.password is not None:
+        await release_connection()
         user.password = await hasher.hash(changes.password)
         user.password_timestamp = password_timestamp()
     for name in ("can_interact", "active", "role"):

@@ -232,3 +232,34 @@ async def test_password_change_through_patch_revokes_old_tokens(client, accounts
     stale_refresh = await client.post("/auth/refresh", json={"refresh_token": old["refresh_token"]})
     assert stale_refresh.status == 401
     await accounts.login("alice", "New_password2")
+
+
+async def test_slow_logins_do_not_hold_database_connections_others_need(aiohttp_client, make_config, database_url):
+    """A login waits on bcrypt without a pooled connection, so a burst of them cannot starve other requests."""
+    import asyncio
+    import dataclasses
+
+    from lazyd import users
+    from lazyd.config import DatabaseConfig
+    from lazyd.web import create_app
+    from lazyd.web.keys import HASHER
+
+    config = dataclasses.replace(make_config(database_url, bcrypt_rounds=10),
+                                 database=DatabaseConfig(url=database_url, pool_size=2))
+    client = await aiohttp_client(create_app(config))
+    await users.create_user(client.app[HASHER], "alice", PASSWORD)
+    tokens = await (await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})).json()
+    finished: list[str] = []
+
+    async def request(name: str, method: str, path: str, **kwargs: object) -> None:
+        response = await client.request(method, path, **kwargs)
+        assert response.status == 200
+        finished.append(name)
+
+    logins = [request("login", "POST", "/auth/login", json={"username": "alice", "password": PASSWORD})
+              for _ in range(6)]
+    tasks = [asyncio.create_task(login) for login in logins]
+    await asyncio.sleep(0.02)
+    info = request("info", "GET", "/auth/info", headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    await asyncio.gather(info, *tasks)
+    assert finished[0] == "info"

@@ -69,6 +69,18 @@ class Store:
             return False
 
 
+async def release_connection() -> None:
+    """Give the calling task's pooled connection back before slow work that is not a query.
+
+    playhouse.pwasyncio keeps one connection per task from its first query until the task ends. A request
+    that then waits on bcrypt (or a long-lived task, such as a WebSocket) would hold it all that time, and
+    a burst of such requests would drain the pool for everyone else.
+    """
+    db = User._meta.database
+    if db is not None and not db.in_transaction():
+        await db.aclose()
+
+
 def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> peewee.Database:
     """An async peewee database for ``sqlite:///path`` or ``postgresql://...``; nothing is opened yet."""
     if url.startswith("sqlite:///"):
@@ -90,5 +102,6 @@ __all__ = [
     "TranscriptionChunk",
     "User",
     "connect_database",
+    "release_connection",
     "utcnow",
 ]

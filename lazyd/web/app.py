@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -52,13 +53,23 @@ def token_issuer(config: Config) -> TokenIssuer:
 
 
 async def _password_hasher(app: web.Application) -> AsyncIterator[None]:
-    """bcrypt gets its own threads, one per core, so logins queue among themselves and not before others."""
-    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bcrypt")
+    """bcrypt gets its own low-priority threads, one core fewer than the machine has, so that a burst of
+    logins queues among itself while the event loop and the database threads keep a core and win it."""
+    executor = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="bcrypt",
+                                  initializer=_lower_thread_priority)
     app[HASHER] = PasswordHasher(app[CONFIG].auth.bcrypt_rounds, executor)
     try:
         yield
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _lower_thread_priority() -> None:
+    """On Linux a thread is a schedulable task of its own: nice it so CPU-bound hashing yields to serving."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        log.debug("cannot lower the priority of the bcrypt threads on this system")
 
 
 async def _store(app: web.Application) -> AsyncIterator[None]:
