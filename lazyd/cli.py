@@ -228,6 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None))
         configure_logging(config)
+        if args.run is not cmd_check_config:
+            config.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return args.run(config, args)
     except (CliError, ConfigError, StoreError, SchemaTooNew, users.UserExists) as error:
         return _fail(str(error))
