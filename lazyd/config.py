@@ -60,6 +60,52 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class TranscriptionConfig:
+    backend: str = "auto"
+    model: str = ""
+    models_dir: str = ""
+    device: str = "auto"
+    compute_type: str = "auto"
+    cpu_threads: int = 0
+    language: str = ""
+    beam_size: int = 5
+    initial_prompt: str = ""
+    hotwords: str = ""
+    vad_filter: bool = False
+    word_timestamps: bool = True
+    batch_size: int = 0
+    chunk_secs: float = 900.0
+    cut_window_secs: float = 30.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    min_audio_secs: float = 10.0
+    max_audio_secs: float = 7200.0
+    max_upload_mb: int = 1024
+    active_jobs_per_user: int = 1
+    max_transcriptions_per_user: int = 100
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    enabled: bool = True
+    workers: int = 1
+    node_name: str = ""
+    lease_secs: float = 30.0
+    max_attempts: int = 3
+    retry_backoff_secs: float = 10.0
+    stall_timeout_secs: float = 600.0
+    cancel_grace_secs: float = 3.0
+    poll_secs: float = 2.0
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    modules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
 
@@ -70,11 +116,19 @@ class Config:
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
     auth: AuthConfig = AuthConfig()
+    transcription: TranscriptionConfig = TranscriptionConfig()
+    limits: LimitsConfig = LimitsConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    plugins: PluginsConfig = PluginsConfig()
     logging: LoggingConfig = LoggingConfig()
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def audio_path(self) -> Path:
+        return self.data_path / "audio"
 
     @property
     def database_url(self) -> str:
@@ -292,7 +346,11 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "LimitsConfig",
     "LoggingConfig",
+    "PluginsConfig",
+    "SchedulerConfig",
+    "TranscriptionConfig",
     "ServerConfig",
     "effective_config",
     "load_config",

@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from lazyd import users
-from lazyd.config import AuthConfig, Config, DatabaseConfig
+from lazyd.config import AuthConfig, Config, DatabaseConfig, SchedulerConfig
 from lazyd.store import Store, User
 from lazyd.web import create_app
 from lazyd.web.keys import HASHER
@@ -51,12 +51,18 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> Callable[..., Config]:
-    """A test configuration in a temporary data directory; keyword arguments replace ``[auth]`` keys."""
+    """A test configuration in a temporary data directory, with no scheduler unless ``sections`` asks.
 
-    def make(database_url: str = "", **auth: object) -> Config:
-        base = AuthConfig(bcrypt_rounds=4)
-        return Config(data_dir=str(tmp_path / "data"), database=DatabaseConfig(url=database_url),
-                      auth=dataclasses.replace(base, **auth))
+    ``sections`` maps section names to keys to replace; other keyword arguments replace ``[auth]`` keys.
+    """
+
+    def make(database_url: str = "", sections: dict[str, dict] | None = None, **auth: object) -> Config:
+        base = Config(data_dir=str(tmp_path / "data"), database=DatabaseConfig(url=database_url),
+                      auth=dataclasses.replace(AuthConfig(bcrypt_rounds=4), **auth),
+                      scheduler=SchedulerConfig(enabled=False))
+        changed = {name: dataclasses.replace(getattr(base, name), **values)
+                   for name, values in (sections or {}).items()}
+        return dataclasses.replace(base, **changed)
 
     return make
 
@@ -75,7 +81,22 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 @pytest.fixture
 async def client(aiohttp_client: Callable, config: Config) -> TestClient:
+    """The API without a transcribing scheduler (its tests need no backend)."""
     return await aiohttp_client(create_app(config))
+
+
+def fake_sections(control: Path, **scheduler: object) -> dict[str, dict]:
+    """Configuration that runs the FAKE tone backend (tests/fake_backend.py) with short timings."""
+    control.parent.mkdir(parents=True, exist_ok=True)
+    if not control.exists():
+        control.write_text("{}")
+    return {
+        "transcription": {"backend": "fake", "model": str(control), "chunk_secs": 8.0, "cut_window_secs": 1.0},
+        "limits": {"min_audio_secs": 1.0},
+        "scheduler": {"enabled": True, "lease_secs": 3.0, "poll_secs": 0.2, "retry_backoff_secs": 0.2, "stall_timeout_secs": 5.0,
+                      "cancel_grace_secs": 1.0, **scheduler},
+        "plugins": {"modules": ("fake_backend",)},
+    }
 
 
 class Accounts:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import peewee
 from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
@@ -50,6 +51,15 @@ class Store:
     @property
     def is_postgres(self) -> bool:
         return isinstance(self.db, peewee.PostgresqlDatabase)
+
+    def write_transaction(self) -> Any:
+        """A transaction that takes the write lock up front.
+
+        On SQLite a deferred transaction that reads and then writes can fail at once with "database is
+        locked" when another connection wrote in between; ``BEGIN IMMEDIATE`` waits its turn instead.
+        On PostgreSQL rows are locked explicitly with ``SELECT ... FOR UPDATE`` where it matters.
+        """
+        return self.db.atomic() if self.is_postgres else self.db.atomic(lock_type="IMMEDIATE")
 
     def describe(self) -> str:
         """The URL with any password masked, for logs and ``/health``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -14,14 +15,20 @@ from aiohttp import web
 from ..auth import PasswordHasher, TokenIssuer, load_or_create_secret
 from ..config import Config
 from ..store import Store
-from . import auth_routes, system_routes, user_routes
+from ..jobs.events import EventHub
+from ..jobs.scheduler import Scheduler
+from ..jobs.setup import retry_policy, worker_setup
+from ..jobs.states import JobStates
+from ..registry import PluginError, Registry, load_registry
+from . import auth_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
 from .errors import error_middleware
-from .keys import CONFIG, HASHER, STORE, TOKENS
+from .keys import BACKEND_STATUS, CONFIG, EVENTS, HASHER, REGISTRY, SCHEDULER, STATES, STORE, TOKENS
 
 log = logging.getLogger(__name__)
 
 ROUTES = (
     web.get("/", system_routes.health),
+    web.get("/health", system_routes.details),
     web.post("/auth/register", auth_routes.register),
     web.post("/auth/login", auth_routes.login),
     web.post("/auth/refresh", auth_routes.refresh),
@@ -30,16 +37,30 @@ ROUTES = (
     web.patch("/auth/patch", auth_routes.patch),
     web.get("/users", user_routes.list_users),
     web.patch("/users/{id}", user_routes.patch_user),
+    web.post("/upload-audiofile", transcription_routes.upload),
+    web.get("/transcriptions", transcription_routes.list_transcriptions),
+    web.get("/transcript", transcription_routes.transcript),
+    web.delete("/transcript", transcription_routes.delete),
+    web.get("/transcript/info", transcription_routes.info),
+    web.get("/transcript/segments", transcription_routes.segments),
+    web.post("/transcript/cancel", transcription_routes.cancel),
+    web.post("/transcript/retry", transcription_routes.retry),
+    web.post("/worker/transcription_status", worker_routes.transcription_status),
+    web.get("/ws", ws.events),
 )
 
 
-def create_app(config: Config) -> web.Application:
+def create_app(config: Config, registry: Registry | None = None) -> web.Application:
+    """The daemon's application; plugins are loaded here, so a broken one stops start-up."""
     app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_json_body_kb * 1024)
     app[CONFIG] = config
     app[TOKENS] = token_issuer(config)
+    app[REGISTRY] = registry or load_registry(modules=config.plugins.modules)
+    app[EVENTS] = EventHub()
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_password_hasher)
     app.cleanup_ctx.append(_store)
+    app.cleanup_ctx.append(_jobs)
     return app
 
 
@@ -80,3 +101,48 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await app[STORE].close()
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    """The state machine, and the scheduler when this daemon transcribes (it may only serve the API)."""
+    config, registry = app[CONFIG], app[REGISTRY]
+    app[STATES] = JobStates(app[STORE], app[EVENTS], retry_policy(config),
+                            on_finished=lambda job: registry.hook.lazyd_transcription_finished(transcription=job))
+    app[BACKEND_STATUS] = {"scheduler": config.scheduler.enabled}
+    task = _start_scheduler(app) if config.scheduler.enabled else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            await stop_task(task)
+
+
+async def stop_task(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it, cancelling again if a cancel gets lost.
+
+    Python 3.11's ``asyncio.wait_for`` (used inside the database driver) can swallow a cancellation
+    that arrives just as the awaited call completes; one ``cancel()`` is then not enough.
+    """
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+
+
+def _start_scheduler(app: web.Application) -> asyncio.Task[None] | None:
+    try:
+        setup, choice = worker_setup(app[CONFIG], app[REGISTRY])
+    except PluginError as error:
+        log.error("not transcribing: %s", error)
+        app[BACKEND_STATUS]["problem"] = str(error)
+        return None
+    log.info("backend %s on %s (%s)", choice.backend.name, choice.device, choice.reason)
+    app[BACKEND_STATUS].update(backend=choice.backend.name, device=choice.device, reason=choice.reason)
+    app[SCHEDULER] = Scheduler(app[CONFIG], app[STATES], setup)
+    task = asyncio.create_task(app[SCHEDULER].run(), name="scheduler")
+    task.add_done_callback(_report_scheduler_end)
+    return task
+
+
+def _report_scheduler_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the scheduler stopped", exc_info=task.exception())

@@ -6,9 +6,18 @@ from aiohttp import web
 
 from ..auth import PasswordHasher, TokenIssuer
 from ..config import Config
+from ..jobs.events import EventHub
+from ..jobs.scheduler import Scheduler
+from ..jobs.states import JobStates
+from ..registry import Registry
 from ..store import Store
 
 CONFIG = web.AppKey("config", Config)
 STORE = web.AppKey("store", Store)
 HASHER = web.AppKey("hasher", PasswordHasher)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+REGISTRY = web.AppKey("registry", Registry)
+EVENTS = web.AppKey("events", EventHub)
+STATES = web.AppKey("states", JobStates)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
+BACKEND_STATUS = web.AppKey("backend_status", dict)

@@ -1,0 +1,127 @@
+"""Taking in a recording: stream it to disk, hash it, probe it, plan its chunks, queue the job.
+
+The bytes go to disk in bounded pieces (never the whole file in memory), writes and probing run in
+threads, and a rejected file leaves nothing behind: no row, no file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..audio import AudioError, AudioInfo, plan_chunks, probe
+from ..config import Config
+from ..store import Transcription
+from .states import JobStates, Quota
+
+WRITE_BATCH = 1024 * 1024
+
+
+class DurationOutOfRange(AudioError):
+    """Readable audio, but shorter or longer than the configured limits."""
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(f"The file is larger than the {limit_bytes // (1024 * 1024)} MiB upload limit")
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: Path
+    sha256: str
+    size: int
+    filename: str
+
+
+async def store_stream(read: Callable[[], Awaitable[bytes]], directory: Path, filename: str,
+                       max_bytes: int) -> StoredFile:
+    """Write what ``read`` yields (until it yields ``b""``) to a new file in ``directory``, hashing it."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{secrets.token_hex(12)}{_safe_suffix(filename)}"
+    digest, size = hashlib.sha256(), 0
+    stream = await asyncio.to_thread(open, path, "xb")
+    try:
+        pending = bytearray()
+        while piece := await read():
+            size += len(piece)
+            if size > max_bytes:
+                raise UploadTooLarge(max_bytes)
+            digest.update(piece)
+            pending += piece
+            if len(pending) >= WRITE_BATCH:
+                await asyncio.to_thread(stream.write, bytes(pending))
+                pending.clear()
+        await asyncio.to_thread(_finish, stream, bytes(pending))
+    except BaseException:
+        await asyncio.to_thread(_discard, stream, path)
+        raise
+    return StoredFile(path, digest.hexdigest(), size, filename)
+
+
+def _finish(stream: Any, tail: bytes) -> None:
+    with stream:
+        stream.write(tail)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
+def _discard(stream: Any, path: Path) -> None:
+    stream.close()
+    path.unlink(missing_ok=True)
+
+
+def _safe_suffix(filename: str) -> str:
+    """The original extension if it is a plain one (for humans looking at the data directory)."""
+    suffix = Path(filename).suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""
+
+
+@dataclass(frozen=True)
+class Inspection:
+    info: AudioInfo
+    plan: list[tuple[float, float]]
+
+
+def inspect(path: Path, config: Config) -> Inspection:
+    """Probe and check the limits, then plan the chunks. Blocking: run it in a thread."""
+    info = probe(path)
+    limits = config.limits
+    if info.duration < limits.min_audio_secs or info.duration > limits.max_audio_secs:
+        raise DurationOutOfRange(f"Audio duration must be between {limits.min_audio_secs:g} and "
+                         f"{limits.max_audio_secs:g} seconds. Provided file is {info.duration:.2f} seconds long.")
+    settings = config.transcription
+    return Inspection(info, plan_chunks(path, info.duration, settings.chunk_secs, settings.cut_window_secs))
+
+
+async def queue_file(states: JobStates, config: Config, stored: StoredFile, *, creator_id: int, quota: Quota,
+                     source: str, options: dict[str, Any]) -> Transcription:
+    """Check the stored file and queue it; on any refusal the file is removed and the error re-raised."""
+    try:
+        checked = await asyncio.to_thread(inspect, stored.path, config)
+        job, removed = await states.enqueue(
+            creator_id, quota, audio_len_secs=checked.info.duration,
+            chunk_size_secs=config.transcription.chunk_secs, chunk_plan=[list(span) for span in checked.plan],
+            source=source, filename=stored.filename[:512], audio_path=str(stored.path),
+            audio_sha256=stored.sha256, audio_size=stored.size, options=options)
+    except BaseException:
+        await asyncio.to_thread(stored.path.unlink, True)
+        raise
+    await remove_files(removed)
+    return job
+
+
+async def remove_files(paths: list[str]) -> None:
+    await asyncio.to_thread(_remove_all, paths)
+
+
+def _remove_all(paths: list[str]) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)

@@ -1,0 +1,207 @@
+"""The scheduler: claims queued jobs, feeds their chunks to warm worker processes, keeps the lease alive.
+
+Each of ``scheduler.workers`` slots owns one worker process and runs one job at a time. A job resumes at
+its first unfinished chunk, so a requeued job never redoes finished work. The lease is renewed while the
+job runs; losing it (a cancel, or another daemon taking over a job this one was too slow to renew) stops
+the job here, and the chunk fence in :mod:`lazyd.jobs.states` keeps late results out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from dataclasses import dataclass, replace
+from datetime import timedelta
+
+from ..backend import Segment, TranscribeOptions
+from ..config import Config
+from ..store import Transcription, TranscriptionChunk
+from .events import EventHub
+from .states import ChunkResult, JobStates
+from .worker import ChunkRequest, Timeouts, WorkerDied, WorkerError, WorkerProcess, WorkerSetup, WorkerStartFailed
+
+log = logging.getLogger(__name__)
+
+RESTART_BACKOFF_SECS = (1, 5, 30, 120)
+
+
+def transcribe_options(config: Config, job_options: dict) -> TranscribeOptions:
+    """The configured decoding defaults, overridden by what the job asked for."""
+    settings = config.transcription
+    defaults = TranscribeOptions(
+        language=settings.language or None, beam_size=settings.beam_size,
+        initial_prompt=settings.initial_prompt or None, hotwords=settings.hotwords or None,
+        vad_filter=settings.vad_filter, word_timestamps=settings.word_timestamps, batch_size=settings.batch_size)
+    return replace(defaults, **job_options)
+
+
+@dataclass
+class Progress:
+    """Audio seconds done in this run, to estimate the time left."""
+
+    total_secs: float
+    started_at: float
+    resumed_at_secs: float
+
+    def eta(self, done_secs: float) -> float | None:
+        speed = (done_secs - self.resumed_at_secs) / max(time.monotonic() - self.started_at, 1e-6)
+        return None if speed <= 0 else (self.total_secs - done_secs) / speed
+
+
+class Scheduler:
+    def __init__(self, config: Config, states: JobStates, setup: WorkerSetup) -> None:
+        self.config = config
+        self.states = states
+        self.events: EventHub = states.events
+        self.setup = setup
+        node = config.scheduler.node_name or socket.gethostname()
+        self.node_prefix = f"{node}/"
+        self.owner = f"{node}/{secrets.token_hex(4)}"
+        self.lease = timedelta(seconds=config.scheduler.lease_secs)
+        self.timeouts = Timeouts(stall=config.scheduler.stall_timeout_secs,
+                                 cancel_grace=config.scheduler.cancel_grace_secs)
+        self.worker_problem = ""
+        self._wake = asyncio.Event()
+        self._cancels: dict[int, asyncio.Event] = {}
+        self._workers: dict[int, WorkerProcess] = {}
+
+    def worker_descriptions(self) -> list[dict[str, object]]:
+        return [{"slot": slot, "pid": worker.pid, "alive": worker.alive, "model": worker.description}
+                for slot, worker in sorted(self._workers.items())]
+
+    def wake(self) -> None:
+        """A job was queued: look now instead of at the next poll."""
+        self._wake.set()
+
+    def cancel(self, job_id: int) -> None:
+        """Stop the job's running chunk now, if this daemon runs it (others notice at their heartbeat)."""
+        if event := self._cancels.get(job_id):
+            event.set()
+
+    async def run(self) -> None:
+        requeued = await self.states.requeue_abandoned(self.node_prefix, self.owner)
+        if requeued:
+            log.info("requeued %d job(s) left running by an earlier run of this daemon: %s", len(requeued),
+                     ", ".join(map(str, requeued)))
+        async with asyncio.TaskGroup() as group:
+            for slot in range(self.config.scheduler.workers):
+                group.create_task(self._slot(slot))
+
+    async def _slot(self, slot: int) -> None:
+        worker: WorkerProcess | None = None
+        try:
+            while True:
+                worker = self._workers[slot] = await self._warm_worker(worker)
+                job = await self.states.claim(self.owner, self.lease)
+                if job is None:
+                    await self._idle()
+                    continue
+                await self._run_job(job, worker)
+        finally:
+            self._workers.pop(slot, None)
+            if worker is not None:
+                await asyncio.shield(worker.close())
+
+    async def _warm_worker(self, worker: WorkerProcess | None) -> WorkerProcess:
+        """The slot's worker, started (again) when it is missing or dead; waits out a failing model."""
+        attempt = 0
+        while worker is None or not worker.alive:
+            worker = WorkerProcess(self.setup, self.timeouts)
+            try:
+                await worker.start()
+                self.worker_problem = ""
+            except WorkerStartFailed as error:
+                self.worker_problem = str(error)
+                delay = RESTART_BACKOFF_SECS[min(attempt, len(RESTART_BACKOFF_SECS) - 1)]
+                log.error("%s; trying again in %d s", error, delay)
+                await worker.kill()
+                worker, attempt = None, attempt + 1
+                await asyncio.sleep(delay)
+        return worker
+
+    async def _idle(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.scheduler.poll_secs):
+                await self._wake.wait()
+        self._wake.clear()
+
+    async def _run_job(self, job: Transcription, worker: WorkerProcess) -> None:
+        cancelled = self._cancels.setdefault(job.id, asyncio.Event())
+        heartbeat = asyncio.create_task(self._heartbeat(job.id, cancelled))
+        log.info("transcription %d: started (attempt %d)", job.id, job.error_count + 1)
+        try:
+            if await self._run_chunks(job, worker, cancelled):
+                await self.states.complete(job.id, self.owner)
+                log.info("transcription %d: completed", job.id)
+        except (WorkerError, OSError) as error:
+            log.warning("transcription %d: attempt failed: %s", job.id, error)
+            await self.states.record_error(job.id, self.owner, str(error))
+            if isinstance(error, WorkerDied):
+                await worker.kill()
+        except asyncio.CancelledError:
+            await asyncio.shield(self._give_back(job.id, worker))
+            raise
+        finally:
+            heartbeat.cancel()
+            self._cancels.pop(job.id, None)
+
+    async def _give_back(self, job_id: int, worker: WorkerProcess) -> None:
+        """Daemon shutdown: stop the chunk and return the job to the queue for the next start."""
+        await worker.kill()
+        await self.states.release(job_id, self.owner)
+
+    async def _run_chunks(self, job: Transcription, worker: WorkerProcess, cancelled: asyncio.Event) -> bool:
+        """Every unfinished chunk in order; ``False`` when the job was cancelled or its lease lost."""
+        done = await self._finished_chunks(job.id)
+        options = transcribe_options(self.config, job.options)
+        pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
+        resumed_at = pending[0][1][0] if pending else job.audio_len_secs
+        progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
+        for chunk_no, (start, end) in pending:
+            segments: list[Segment] = []
+
+            def on_segment(segment: Segment, chunk_no: int = chunk_no, start: float = start) -> None:
+                segments.append(segment.shifted(start))
+                self._publish_segment(job, chunk_no, segments[-1], progress)
+
+            request = ChunkRequest(job.audio_path, start, end, options)
+            if not await worker.transcribe(request, on_segment, cancelled):
+                return False
+            if not await self.states.save_chunk(job.id, self.owner, _chunk_result(chunk_no, start, end, segments)):
+                return False
+        return not cancelled.is_set()
+
+    def _publish_segment(self, job: Transcription, chunk_no: int, segment: Segment, progress: Progress) -> None:
+        self.events.publish(job.creator_id, "segment", transcription_id=job.id, chunk_order=chunk_no,
+                            **segment.to_json())
+        done = min(segment.end, job.audio_len_secs)
+        self.events.publish(job.creator_id, "progress", transcription_id=job.id, done_secs=round(done, 2),
+                            total_secs=job.audio_len_secs, eta_secs=_rounded(progress.eta(done)))
+
+    @staticmethod
+    async def _finished_chunks(job_id: int) -> set[int]:
+        query = TranscriptionChunk.select(TranscriptionChunk.chunk_no).where(
+            TranscriptionChunk.transcription == job_id)
+        return {row.chunk_no for row in await TranscriptionChunk._meta.database.list(query)}
+
+    async def _heartbeat(self, job_id: int, cancelled: asyncio.Event) -> None:
+        """Renew the lease; when it is lost (cancelled through any daemon, or taken over), stop the job."""
+        interval = max(self.lease.total_seconds() / 6, 0.2)
+        while not cancelled.is_set():
+            await asyncio.sleep(interval)
+            if not await self.states.renew(job_id, self.owner, self.lease):
+                log.info("transcription %d: lease lost (cancelled or taken over); stopping", job_id)
+                cancelled.set()
+
+
+def _chunk_result(chunk_no: int, start: float, end: float, segments: list[Segment]) -> ChunkResult:
+    text = " ".join(segment.text.strip() for segment in segments if segment.text.strip())
+    return ChunkResult(chunk_no, start, end, text, [segment.to_json() for segment in segments])
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

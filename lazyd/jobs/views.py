@@ -1,0 +1,56 @@
+"""The API's JSON shapes of transcriptions, chunks and segments (the seed's, where the seed had them)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..store import Transcription, TranscriptionChunk
+
+DESCRIPTION_CHARS = 256
+
+
+def transcription_json(row: Transcription, description: str) -> dict[str, Any]:
+    """The seed's transcription object; ``description`` is the start of chunk 0's text."""
+    return {
+        "id": row.id,
+        "creator_id": row.creator_id,
+        "audio_len_secs": row.audio_len_secs,
+        "chunk_size_secs": row.chunk_size_secs,
+        "current_state": row.current_state,
+        "create_date": row.create_date.isoformat(),
+        "update_date": row.update_date.isoformat(),
+        "description": description[:DESCRIPTION_CHARS],
+        "error_count": row.error_count,
+    }
+
+
+async def descriptions(ids: Iterable[int]) -> dict[int, str]:
+    """Chunk 0's text of each transcription that has one, in one query."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    query = (TranscriptionChunk.select(TranscriptionChunk.transcription, TranscriptionChunk.text)
+             .where(TranscriptionChunk.transcription.in_(ids), TranscriptionChunk.chunk_no == 0))
+    rows = await TranscriptionChunk._meta.database.list(query)
+    return {row.transcript_id: row.text for row in rows}
+
+
+async def transcriptions_json(rows: list[Transcription]) -> list[dict[str, Any]]:
+    texts = await descriptions(row.id for row in rows)
+    return [transcription_json(row, texts.get(row.id, "")) for row in rows]
+
+
+async def one_transcription_json(row: Transcription) -> dict[str, Any]:
+    [data] = await transcriptions_json([row])
+    return data
+
+
+def chunk_json(chunk: TranscriptionChunk, chunk_size_secs: float) -> dict[str, Any]:
+    """The seed's chunk object: ``chunk_size_secs`` is the transcription's nominal size, as an integer."""
+    return {"id": chunk.id, "chunk_order": chunk.chunk_no, "chunk_size_secs": int(chunk_size_secs),
+            "transcription": chunk.text}
+
+
+def segment_json(chunk_no: int, segment: dict[str, Any]) -> dict[str, Any]:
+    return {"chunk_order": chunk_no, **segment}

@@ -1,0 +1,110 @@
+"""The worker process: loads one backend's model once, then transcribes chunks on request.
+
+Run by the daemon as ``python -m lazyd.jobs.worker_main``; it speaks JSON lines. The first line on stdin is
+the setup (backend, model spec, plugin modules); after that each line is ``{"op": "transcribe", ...}`` or
+``{"op": "cancel", "id": N}``. Replies on stdout are ``ready``, ``segment``, ``done``, ``cancelled``,
+``error`` (one chunk failed, the worker carries on) and ``fatal`` (the worker cannot run and exits).
+Anything else written to stdout (by native libraries, say) is redirected to stderr, the daemon's log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+from typing import Any, TextIO
+
+from ..audio import decode_window
+from ..backend import LoadedModel, ModelSpec, TranscribeOptions
+from ..registry import load_registry
+
+
+class Channel:
+    """The protocol stream, kept apart from the process's real stdout."""
+
+    def __init__(self) -> None:
+        self._out: TextIO = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+        os.dup2(2, 1)
+        self._lock = threading.Lock()
+
+    def send(self, event: str, **data: Any) -> None:
+        with self._lock:
+            self._out.write(json.dumps({"event": event, **data}) + "\n")
+
+
+class Requests:
+    """Reads stdin on a thread, so a cancel can arrive while a chunk is being transcribed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._cancelled: set[int] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, name="requests", daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            message = json.loads(line)
+            if message.get("op") == "cancel":
+                with self._lock:
+                    self._cancelled.add(message["id"])
+            else:
+                self._queue.put(message)
+        self._queue.put(None)
+
+    def next(self) -> dict[str, Any] | None:
+        return self._queue.get()
+
+    def is_cancelled(self, request_id: int) -> bool:
+        with self._lock:
+            return request_id in self._cancelled
+
+
+def transcribe_chunk(model: LoadedModel, request: dict[str, Any], requests: Requests, channel: Channel) -> None:
+    request_id = request["id"]
+    audio = decode_window(request["audio"], request["start"], request["end"] - request["start"])
+    options = TranscribeOptions(**request["options"])
+    for segment in model.transcribe(audio, options):
+        if requests.is_cancelled(request_id):
+            channel.send("cancelled", id=request_id)
+            return
+        channel.send("segment", id=request_id, segment=segment.to_json())
+    channel.send("done", id=request_id, samples=len(audio))
+
+
+def serve(model: LoadedModel, requests: Requests, channel: Channel) -> None:
+    while (request := requests.next()) is not None:
+        try:
+            transcribe_chunk(model, request, requests, channel)
+        except Exception as error:  # one chunk failed; the model is still loaded and usable
+            channel.send("error", id=request["id"], message=f"{type(error).__name__}: {error}")
+
+
+def load_model(setup: dict[str, Any]) -> LoadedModel:
+    registry = load_registry(modules=setup.get("plugin_modules", ()))
+    backend = registry.backends[setup["backend"]]
+    return backend.load(ModelSpec(**setup["model"]))
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the daemon stops us
+    channel = Channel()
+    setup = json.loads(sys.stdin.readline())
+    try:
+        model = load_model(setup)
+    except Exception as error:
+        channel.send("fatal", message=f"cannot load the model: {type(error).__name__}: {error}")
+        return 1
+    try:
+        channel.send("ready", description=model.description, pid=os.getpid())
+        serve(model, Requests(sys.stdin), channel)
+    except BrokenPipeError:  # the daemon went away; nobody is left to answer
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The plugin manager: built-in plugins, then entry points of group ``lazyd``, then configured modules.
+
+Registrations are resolved once, at start-up, into a :class:`Registry`; a misspelled hook or a duplicate
+backend name stops start-up with a message that names it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import pluggy
+
+from . import hookspecs
+from .backend import DEVICE_PREFERENCE, Backend
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "lazyd"
+BUILTIN_PLUGINS: tuple[str, ...] = ()
+
+
+class PluginError(RuntimeError):
+    """A plugin cannot be loaded or conflicts with another; the message names it."""
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    backend: Backend
+    device: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Registry:
+    """What the plugins provide, resolved once."""
+
+    plugin_manager: pluggy.PluginManager
+    backends: dict[str, Backend] = field(default_factory=dict)
+
+    @property
+    def hook(self) -> pluggy.HookRelay:
+        return self.plugin_manager.hook
+
+    def choose_backend(self, configured: str = "auto", device: str = "auto") -> BackendChoice:
+        """The configured backend, or else the one whose best device is the best on this host."""
+        if configured != "auto":
+            backend = self.backends.get(configured)
+            if backend is None:
+                raise PluginError(f"backend {configured!r} is not installed; installed: {self._names()}")
+            return BackendChoice(backend, device if device != "auto" else backend.best_device() or "cpu",
+                                 "named in the configuration")
+        ranked = [(b.best_device(), b) for b in self.backends.values()]
+        usable = [(d, b) for d, b in ranked if d is not None]
+        if not usable:
+            raise PluginError(f"no installed backend can run on this host; installed: {self._names()}")
+        best_device, backend = min(usable, key=lambda pair: _device_rank(pair[0]))
+        return BackendChoice(backend, best_device, f"best available device here is {best_device}")
+
+    def _names(self) -> str:
+        return ", ".join(sorted(self.backends)) or "none"
+
+
+def _device_rank(device: str) -> int:
+    return DEVICE_PREFERENCE.index(device) if device in DEVICE_PREFERENCE else len(DEVICE_PREFERENCE)
+
+
+def get_plugin_manager(load_entrypoints: bool = True, modules: Iterable[str] = ()) -> pluggy.PluginManager:
+    plugin_manager = pluggy.PluginManager("lazyd")
+    plugin_manager.add_hookspecs(hookspecs)
+    for name in BUILTIN_PLUGINS:
+        plugin_manager.register(importlib.import_module(name), name=name)
+    if load_entrypoints:
+        plugin_manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    for name in modules:
+        plugin_manager.register(_import_plugin(name), name=name)
+    try:
+        plugin_manager.check_pending()
+    except pluggy.PluginValidationError as error:
+        raise PluginError(f"plugin {error.plugin_name!r}: {error}") from None
+    return plugin_manager
+
+
+def _import_plugin(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise PluginError(f"cannot import plugin module {name!r} from [plugins] modules: {error}") from None
+
+
+def load_registry(load_entrypoints: bool = True, modules: Iterable[str] = ()) -> Registry:
+    plugin_manager = get_plugin_manager(load_entrypoints, modules)
+    return Registry(plugin_manager, _collect_backends(plugin_manager))
+
+
+def _collect_backends(plugin_manager: pluggy.PluginManager) -> dict[str, Backend]:
+    backends: dict[str, Backend] = {}
+    owners: dict[str, str] = {}
+    for impl in plugin_manager.hook.lazyd_register_backends.get_hookimpls():
+        for backend in impl.function() or []:
+            if backend.name in backends:
+                raise PluginError(f"backend name {backend.name!r} is registered twice: by plugin "
+                                  f"{owners[backend.name]!r} and by plugin {impl.plugin_name!r}")
+            backends[backend.name] = backend
+            owners[backend.name] = impl.plugin_name
+    return backends
+
+
+def plugin_versions(plugin_manager: pluggy.PluginManager) -> dict[str, str]:
+    """Each registered plugin's distribution version ("built-in" for lazyd's own)."""
+    versions = {name: "built-in" for name in BUILTIN_PLUGINS}
+    for plugin, dist in plugin_manager.list_plugin_distinfo():
+        versions[plugin_manager.get_name(plugin)] = f"{dist.project_name} {dist.version}"
+    return versions

