@@ -11,12 +11,16 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from aiohttp import web
 
 from . import __version__, users
 from .auth import PasswordHasher
+from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
+from .local import ProgressBar, transcribe_file
+from .registry import PluginError, load_registry, plugin_versions
 from .store import SchemaTooNew, Store, StoreError
 from .validation import password_problem, username_problem
 from .web import create_app
@@ -49,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", parents=[common],
                                 help="validate and print the effective configuration, secrets masked")
     check.set_defaults(run=cmd_check_config)
+
+    plugins = commands.add_parser("plugins", parents=[common],
+                                  help="list plugins, their backends and which backend this host would use")
+    plugins.set_defaults(run=cmd_plugins)
+
+    transcribe = commands.add_parser("transcribe", parents=[common],
+                                     help="transcribe a file here, without a server, and print the text")
+    transcribe.add_argument("file", type=Path)
+    transcribe.add_argument("--language", help="ISO 639-1 code; default: the configured one, or detect")
+    transcribe.add_argument("--prompt", help="initial prompt: a course's vocabulary and style")
+    transcribe.set_defaults(run=cmd_transcribe)
 
     _add_user_commands(commands, common)
     return parser
@@ -143,6 +158,48 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+# --- plugins -----------------------------------------------------------------------------------------------
+
+def cmd_plugins(config: Config, args: argparse.Namespace) -> int:
+    registry = load_registry(modules=config.plugins.modules)
+    versions = plugin_versions(registry.plugin_manager)
+    print("plugins:")
+    for name in sorted(versions) or ["(none)"]:
+        print(f"  {name:<32} {versions.get(name, '')}")
+    print("backends:")
+    for backend in registry.backends.values():
+        print(f"  {backend.name}")
+        for support in backend.devices():
+            print(f"    {support.device:<6} {'yes' if support.available else 'no ':<4} {support.reason}")
+    try:
+        choice = registry.choose_backend(config.transcription.backend, config.transcription.device)
+        print(f"chosen: {choice.backend.name} on {choice.device} ({choice.reason})")
+    except PluginError as error:
+        print(f"chosen: none ({error})")
+    return 0
+
+
+# --- transcribe --------------------------------------------------------------------------------------------
+
+def cmd_transcribe(config: Config, args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        raise CliError(f"{args.file} is not a file")
+    options = {key: value for key, value in (("language", args.language), ("initial_prompt", args.prompt))
+               if value}
+    logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # stdout is the transcript
+    bar = ProgressBar()
+    try:
+        result = asyncio.run(transcribe_file(config, args.file.resolve(), options, bar))
+    except AudioError as error:
+        raise CliError(f"{args.file}: {error}") from None
+    finally:
+        bar.close()
+    if result.state != "completed":
+        raise CliError(f"transcription ended {result.state}: {result.error or 'no detail'}")
+    print("\n\n".join(result.chunk_texts))
+    return 0
+
+
 # --- user --------------------------------------------------------------------------------------------------
 
 def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
@@ -231,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run is not cmd_check_config:
             config.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return args.run(config, args)
-    except (CliError, ConfigError, StoreError, SchemaTooNew, users.UserExists) as error:
+    except (CliError, ConfigError, StoreError, SchemaTooNew, PluginError, users.UserExists) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130

@@ -80,7 +80,7 @@ def get_plugin_manager(load_entrypoints: bool = True, modules: Iterable[str] = (
     try:
         plugin_manager.check_pending()
     except pluggy.PluginValidationError as error:
-        raise PluginError(f"plugin {error.plugin_name!r}: {error}") from None
+        raise PluginError(f"plugin {plugin_manager.get_name(error.plugin)!r}: {error}") from None
     return plugin_manager
 
 

@@ -90,11 +90,12 @@ class Inspection:
     plan: list[tuple[float, float]]
 
 
-def inspect(path: Path, config: Config) -> Inspection:
+def inspect(path: Path, config: Config, enforce_limits: bool = True) -> Inspection:
     """Probe and check the limits, then plan the chunks. Blocking: run it in a thread."""
     info = probe(path)
     limits = config.limits
-    if info.duration < limits.min_audio_secs or info.duration > limits.max_audio_secs:
+    too_short, too_long = info.duration < limits.min_audio_secs, info.duration > limits.max_audio_secs
+    if enforce_limits and (too_short or too_long):
         raise DurationOutOfRange(f"Audio duration must be between {limits.min_audio_secs:g} and "
                          f"{limits.max_audio_secs:g} seconds. Provided file is {info.duration:.2f} seconds long.")
     settings = config.transcription

@@ -1,0 +1,85 @@
+"""The plugin manager: entry points and configured modules, misspelled hooks, duplicate backend names."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+from lazyd import Backend, DeviceSupport, hookimpl
+from lazyd.registry import PluginError, load_registry
+
+
+class _Named(Backend):
+    def __init__(self, name: str, devices: list[DeviceSupport]) -> None:
+        self.name = name
+        self._devices = devices
+
+    def devices(self) -> list[DeviceSupport]:
+        return self._devices
+
+    def load(self, spec):
+        raise NotImplementedError
+
+
+def _plugin_module(monkeypatch, name: str, **hooks) -> str:
+    module = types.ModuleType(name)
+    for hook_name, function in hooks.items():
+        setattr(module, hook_name, hookimpl(function))
+    monkeypatch.setitem(sys.modules, name, module)
+    return name
+
+
+def _backends(*backends: Backend):
+    return lambda: list(backends)
+
+
+def test_installed_entry_points_and_configured_modules_are_loaded(monkeypatch):
+    extra = _plugin_module(monkeypatch, "extra_plugin",
+                           lazyd_register_backends=_backends(_Named("extra", [DeviceSupport("cpu", True, "")])))
+    registry = load_registry(modules=[extra])
+    assert {"faster-whisper", "extra"} <= set(registry.backends)
+
+
+def test_a_duplicate_backend_name_stops_start_up_naming_both_plugins(monkeypatch):
+    first = _plugin_module(monkeypatch, "first_plugin",
+                           lazyd_register_backends=_backends(_Named("twin", [DeviceSupport("cpu", True, "")])))
+    second = _plugin_module(monkeypatch, "second_plugin",
+                            lazyd_register_backends=_backends(_Named("twin", [DeviceSupport("cpu", True, "")])))
+    with pytest.raises(PluginError, match="'twin' is registered twice.*first_plugin.*second_plugin"):
+        load_registry(load_entrypoints=False, modules=[first, second])
+
+
+def test_a_misspelled_hook_stops_start_up(monkeypatch):
+    module = types.ModuleType("typo_plugin")
+    module.lazyd_register_backend = hookimpl(lambda: [])
+    monkeypatch.setitem(sys.modules, "typo_plugin", module)
+    with pytest.raises(PluginError, match="typo_plugin.*lazyd_register_backend"):
+        load_registry(load_entrypoints=False, modules=["typo_plugin"])
+
+
+def test_an_unimportable_plugin_module_is_named():
+    with pytest.raises(PluginError, match="no_such_plugin_module"):
+        load_registry(load_entrypoints=False, modules=["no_such_plugin_module"])
+
+
+def test_auto_prefers_the_backend_with_the_best_available_device(monkeypatch):
+    cpu_only = _Named("cpuonly", [DeviceSupport("cpu", True, "")])
+    gpu = _Named("gpu", [DeviceSupport("cuda", True, "a GPU"), DeviceSupport("cpu", True, "")])
+    unusable = _Named("nothing", [DeviceSupport("metal", False, "not a Mac")])
+    name = _plugin_module(monkeypatch, "many", lazyd_register_backends=_backends(cpu_only, unusable, gpu))
+    registry = load_registry(load_entrypoints=False, modules=[name])
+    choice = registry.choose_backend()
+    assert (choice.backend.name, choice.device) == ("gpu", "cuda")
+    assert "cuda" in choice.reason
+    named = registry.choose_backend("cpuonly")
+    assert (named.backend.name, named.device, named.reason) == ("cpuonly", "cpu", "named in the configuration")
+
+
+def test_a_configured_backend_that_is_not_installed_is_an_error():
+    registry = load_registry(load_entrypoints=False)
+    with pytest.raises(PluginError, match="'whisper-cpp' is not installed"):
+        registry.choose_backend("whisper-cpp")
+    with pytest.raises(PluginError, match="no installed backend"):
+        registry.choose_backend()
