@@ -20,7 +20,7 @@ from .auth import PasswordHasher
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
 from .local import ProgressBar, transcribe_file
-from .registry import PluginError, load_registry, plugin_versions
+from .registry import PluginError, load_registry, plugin_origins
 from .store import SchemaTooNew, Store, StoreError
 from .validation import password_problem, username_problem
 from .web import create_app
@@ -162,10 +162,10 @@ def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_plugins(config: Config, args: argparse.Namespace) -> int:
     registry = load_registry(modules=config.plugins.modules)
-    versions = plugin_versions(registry.plugin_manager)
     print("plugins:")
-    for name in sorted(versions) or ["(none)"]:
-        print(f"  {name:<32} {versions.get(name, '')}")
+    for name, origin in sorted(plugin_origins(registry.plugin_manager).items()):
+        provided = sorted(backend for backend, owner in registry.backend_plugins.items() if owner == name)
+        print(f"  {name} ({origin}): backends {', '.join(provided) or 'none'}")
     print("backends:")
     for backend in registry.backends.values():
         print(f"  {backend.name}")

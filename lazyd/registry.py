@@ -40,6 +40,8 @@ class Registry:
 
     plugin_manager: pluggy.PluginManager
     backends: dict[str, Backend] = field(default_factory=dict)
+    backend_plugins: dict[str, str] = field(default_factory=dict)
+    """Which plugin registered each backend."""
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -93,10 +95,10 @@ def _import_plugin(name: str) -> ModuleType:
 
 def load_registry(load_entrypoints: bool = True, modules: Iterable[str] = ()) -> Registry:
     plugin_manager = get_plugin_manager(load_entrypoints, modules)
-    return Registry(plugin_manager, _collect_backends(plugin_manager))
+    return Registry(plugin_manager, *_collect_backends(plugin_manager))
 
 
-def _collect_backends(plugin_manager: pluggy.PluginManager) -> dict[str, Backend]:
+def _collect_backends(plugin_manager: pluggy.PluginManager) -> tuple[dict[str, Backend], dict[str, str]]:
     backends: dict[str, Backend] = {}
     owners: dict[str, str] = {}
     for impl in plugin_manager.hook.lazyd_register_backends.get_hookimpls():
@@ -106,12 +108,13 @@ def _collect_backends(plugin_manager: pluggy.PluginManager) -> dict[str, Backend
                                   f"{owners[backend.name]!r} and by plugin {impl.plugin_name!r}")
             backends[backend.name] = backend
             owners[backend.name] = impl.plugin_name
-    return backends
+    return backends, owners
 
 
-def plugin_versions(plugin_manager: pluggy.PluginManager) -> dict[str, str]:
-    """Each registered plugin's distribution version ("built-in" for lazyd's own)."""
-    versions = {name: "built-in" for name in BUILTIN_PLUGINS}
+def plugin_origins(plugin_manager: pluggy.PluginManager) -> dict[str, str]:
+    """Where each registered plugin comes from: lazyd itself, a distribution and its version, or a module."""
+    origins = {name: "module from [plugins] modules" for name, _ in plugin_manager.list_name_plugin()}
+    origins.update({name: "built into lazyd" for name in BUILTIN_PLUGINS})
     for plugin, dist in plugin_manager.list_plugin_distinfo():
-        versions[plugin_manager.get_name(plugin)] = f"{dist.project_name} {dist.version}"
-    return versions
+        origins[plugin_manager.get_name(plugin)] = f"{dist.project_name} {dist.version}"
+    return origins

@@ -124,3 +124,9 @@ class Accounts:
 @pytest.fixture
 def accounts(client: TestClient) -> Accounts:
     return Accounts(client)
+
+
+@pytest.fixture(scope="session")
+def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests/speech.py caches synthesized speech, shared by the whole session."""
+    return tmp_path_factory.getbasetemp() / "speech"

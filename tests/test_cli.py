@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import numpy
 import pytest
 
 PASSWORD = "Correct_horse1"
@@ -131,3 +132,57 @@ def test_serve_refuses_a_port_in_use(tmp_path):
         result = lazyd("serve", "--port", str(port), data_dir=tmp_path)
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def _fake_env(tmp_path: Path) -> dict[str, str]:
+    control = tmp_path / "fake" / "control.json"
+    control.parent.mkdir(parents=True, exist_ok=True)
+    control.write_text("{}")
+    tests_dir = str(Path(__file__).resolve().parent)
+    return {"LAZYD_PLUGINS__MODULES": "fake_backend", "LAZYD_TRANSCRIPTION__BACKEND": "fake",
+            "LAZYD_TRANSCRIPTION__MODEL": str(control), "LAZYD_TRANSCRIPTION__CHUNK_SECS": "4",
+            "LAZYD_TRANSCRIPTION__CUT_WINDOW_SECS": "0.5",
+            "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")])}
+
+
+def test_plugins_lists_each_backend_its_devices_and_the_choice(tmp_path):
+    result = lazyd("plugins", data_dir=tmp_path, env=_fake_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "faster-whisper (lazyd-faster-whisper 0.1.0): backends faster-whisper" in result.stdout
+    assert "fake_backend (module from [plugins] modules): backends fake" in result.stdout
+    assert re.search(r"faster-whisper\n\s+cuda\s+no\s+ctranslate2 sees 0 CUDA devices", result.stdout)
+    assert "chosen: fake on cpu (named in the configuration)" in result.stdout
+
+
+def test_transcribe_runs_the_pipeline_without_a_server(tmp_path):
+    from media import tone, write_audio
+
+    audio = write_audio(tmp_path / "tones.wav", numpy.concatenate([tone(f, 1.0) for f in (300, 500, 700, 900,
+                                                                                          1100, 1300)]))
+    result = lazyd("transcribe", str(audio), data_dir=tmp_path / "data", env=_fake_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    chunks = result.stdout.strip().split("\n\n")
+    assert " ".join(chunks).split() == ["tone300", "tone500", "tone700", "tone900", "tone1100", "tone1300"]
+    assert len(chunks) == 2
+    assert audio.exists()
+
+
+def test_transcribe_of_real_speech_with_the_bundled_model(tmp_path, speech_cache):
+    from speech import joined_speech_file
+    from wer import wer
+
+    sentences = ["The first law of thermodynamics says that energy is conserved.",
+                 "A heat engine turns thermal energy into mechanical work."]
+    text = " ".join(sentences)
+    audio = joined_speech_file(speech_cache, sentences, pause_secs=0.7)
+    result = lazyd("transcribe", str(audio), data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert wer(text, result.stdout) <= 0.1
+
+
+def test_transcribe_of_a_non_audio_file_fails_clearly(tmp_path):
+    notes = tmp_path / "notes.mp3"
+    notes.write_text("not audio")
+    result = lazyd("transcribe", str(notes), data_dir=tmp_path, env=_fake_env(tmp_path))
+    assert result.returncode == 1
+    assert "notes.mp3: not an audio file" in result.stderr

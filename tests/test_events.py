@@ -1,0 +1,89 @@
+"""Live events: per-user delivery, replay after a reconnect, and who may open the WebSocket."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from lazyd.jobs.events import EventHub
+from lazyd.web.keys import EVENTS
+
+
+def test_events_are_numbered_and_replayed_per_user():
+    hub = EventHub()
+    first = hub.publish(1, "state", transcription_id=5, state="queued")
+    hub.publish(2, "state", transcription_id=6, state="queued")
+    third = hub.publish(1, "progress", transcription_id=5, done_secs=3.0)
+    assert (first.seq, third.seq) == (1, 3)
+    assert [event.seq for event in hub.missed(1, hub.stream, 0)] == [1, 3]
+    assert [event.seq for event in hub.missed(1, hub.stream, 1)] == [3]
+    assert hub.missed(1, hub.stream, 3) == []
+
+
+def test_replay_is_refused_when_the_events_are_gone_or_the_stream_changed():
+    hub = EventHub(capacity=2)
+    for n in range(5):
+        hub.publish(1, "progress", done_secs=n)
+    assert hub.missed(1, hub.stream, 0) is None
+    assert [event.seq for event in hub.missed(1, hub.stream, 3)] == [4, 5]
+    assert hub.missed(1, "another-daemon-run", 3) is None
+    assert hub.missed(1, hub.stream, 99) is None
+
+
+async def test_a_subscriber_that_falls_behind_is_cut_off_not_waited_for():
+    hub = EventHub(queue_size=3)
+    with hub.subscribe(1) as queue:
+        for n in range(5):
+            hub.publish(1, "progress", done_secs=n)
+        received = [queue.get_nowait() for _ in range(queue.qsize())]
+    assert received[-1] is None
+    assert [event.seq for event in received[:-1]] == [1, 2]
+
+
+async def _connect(client, path: str, **kwargs):
+    return await client.ws_connect(path, **kwargs)
+
+
+async def test_the_socket_needs_a_valid_token(client):
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await _connect(client, "/ws")
+    assert refused.value.status == 401
+    with pytest.raises(aiohttp.WSServerHandshakeError) as forged:
+        await _connect(client, "/ws?token=not.a.token")
+    assert forged.value.status == 401
+
+
+async def test_a_foreign_origin_is_refused(client, accounts):
+    headers = await accounts.headers("alice")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await _connect(client, "/ws", headers={**headers, "Origin": "https://evil.example"})
+    assert refused.value.status == 403
+
+
+async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accounts):
+    alice = await accounts.headers("alice")
+    bob = await accounts.create("bobby")
+    alice_id = (await (await client.get("/auth/info", headers=alice)).json())["id"]
+    token = alice["Authorization"].split()[1]
+    hub = client.app[EVENTS]
+    ws = await _connect(client, f"/ws?token={token}", headers={"Origin": f"http://{client.host}:{client.port}"})
+    hello = await ws.receive_json()
+    assert hello["type"] == "hello" and hello["stream"] == hub.stream
+    hub.publish(bob.id, "state", transcription_id=1, state="queued")
+    mine = hub.publish(alice_id, "state", transcription_id=2, state="queued")
+    event = await ws.receive_json(timeout=5)
+    assert (event["seq"], event["transcription_id"], event["type"]) == (mine.seq, 2, "state")
+    await ws.close()
+
+    hub.publish(alice_id, "progress", transcription_id=2, done_secs=10.0)
+    hub.publish(bob.id, "progress", transcription_id=1, done_secs=10.0)
+    later = hub.publish(alice_id, "chunk", transcription_id=2, chunk_order=0, text="hello")
+    again = await _connect(client, f"/ws?stream={hub.stream}&since={mine.seq}", headers=alice)
+    replayed = [await again.receive_json(timeout=5), await again.receive_json(timeout=5)]
+    assert [item["type"] for item in replayed] == ["progress", "chunk"]
+    assert replayed[-1]["seq"] == later.seq
+    await again.close()
+
+    stale = await _connect(client, "/ws?stream=old&since=1", headers=alice)
+    assert (await stale.receive_json(timeout=5))["type"] == "resync"
+    await stale.close()
