@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import peewee
 
 from .auth import PasswordHasher, password_timestamp
+from .files import remove_files
 from .store import Transcription, User, release_connection, utcnow
-
-log = logging.getLogger(__name__)
 
 ROLES = ("user", "admin")
 SORT_KEYS = ("id", "username", "create_date", "update_date")
@@ -101,17 +97,4 @@ async def delete_user(user: User) -> int:
                                                      .where(Transcription.creator == user.id))]
     async with db.atomic():
         await user.adelete_instance(recursive=True)
-    return await asyncio.to_thread(_remove_files, [Path(p) for p in paths if p])
-
-
-def _remove_files(paths: list[Path]) -> int:
-    removed = 0
-    for path in paths:
-        try:
-            path.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-        except OSError:
-            log.warning("could not remove audio file %s", path, exc_info=True)
-    return removed
+    return await remove_files(paths)

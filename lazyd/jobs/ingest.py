@@ -18,6 +18,7 @@ from typing import Any
 
 from ..audio import AudioError, AudioInfo, plan_chunks, probe
 from ..config import Config
+from ..files import remove_files
 from ..store import Transcription
 from .states import JobStates, Quota
 
@@ -117,12 +118,3 @@ async def queue_file(states: JobStates, config: Config, stored: StoredFile, *, c
         raise
     await remove_files(removed)
     return job
-
-
-async def remove_files(paths: list[str]) -> None:
-    await asyncio.to_thread(_remove_all, paths)
-
-
-def _remove_all(paths: list[str]) -> None:
-    for path in paths:
-        Path(path).unlink(missing_ok=True)

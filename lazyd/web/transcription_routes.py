@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.multipart import BodyPartReader
 
 from ..audio import AudioError
+from ..files import remove_files
 from ..jobs import ingest
 from ..jobs.ingest import DurationOutOfRange, UploadTooLarge
 from ..jobs.states import ACTIVE, ActiveJobLimit, Quota, TransitionRefused
@@ -130,7 +131,7 @@ async def delete(request: web.Request) -> web.Response:
         audio = await request.app[STATES].delete(job.id)
     except TransitionRefused as error:
         raise conflict(str(error)) from None
-    await ingest.remove_files([audio] if audio else [])
+    await remove_files([audio] if audio else [])
     return web.Response(status=204)
 
 
@@ -180,7 +181,7 @@ async def _receive(request: web.Request, limit: int) -> tuple[ingest.StoredFile,
         return stored, _parse_options(raw_options)
     except BaseException:
         if stored is not None:
-            await ingest.remove_files([str(stored.path)])
+            await remove_files([str(stored.path)])
         raise
 
 
@@ -191,7 +192,7 @@ async def _store_part(request: web.Request, part: BodyPartReader, limit: int) ->
     except UploadTooLarge as error:
         raise ApiError(413, str(error)) from None
     if stored.size == 0:
-        await ingest.remove_files([str(stored.path)])
+        await remove_files([str(stored.path)])
         raise ApiError(400, "The uploaded file is empty")
     return stored
 
