@@ -19,9 +19,11 @@ from . import __version__, users
 from .auth import PasswordHasher
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
+from .exporters import ExportOptions, Exporter, Transcript
+from .jobs.views import load_transcript
 from .local import ProgressBar, transcribe_file
 from .registry import PluginError, load_registry, plugin_origins
-from .store import SchemaTooNew, Store, StoreError
+from .store import SchemaTooNew, Store, StoreError, Transcription
 from .validation import password_problem, username_problem
 from .web import create_app
 from .web.keys import STORE
@@ -63,10 +65,22 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("file", type=Path)
     transcribe.add_argument("--language", help="ISO 639-1 code; default: the configured one, or detect")
     transcribe.add_argument("--prompt", help="initial prompt: a course's vocabulary and style")
+    _add_output_options(transcribe)
     transcribe.set_defaults(run=cmd_transcribe)
+
+    export = commands.add_parser("export", parents=[common], help="write a stored transcription in a format")
+    export.add_argument("id", type=int, help="the transcription's id")
+    _add_output_options(export)
+    export.set_defaults(run=cmd_export)
 
     _add_user_commands(commands, common)
     return parser
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", default="txt", help="an exporter's name (see lazyd plugins); default txt")
+    parser.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
+    parser.add_argument("--timestamps", action="store_true", help="txt: start each segment with its time")
 
 
 def _add_user_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -164,8 +178,9 @@ def cmd_plugins(config: Config, args: argparse.Namespace) -> int:
     registry = load_registry(modules=config.plugins.modules)
     print("plugins:")
     for name, origin in sorted(plugin_origins(registry.plugin_manager).items()):
-        provided = sorted(backend for backend, owner in registry.backend_plugins.items() if owner == name)
-        print(f"  {name} ({origin}): backends {', '.join(provided) or 'none'}")
+        backends = _provided_by(name, registry.backend_plugins)
+        exporters = _provided_by(name, registry.exporter_plugins)
+        print(f"  {name} ({origin}): backends {backends}; exporters {exporters}")
     print("backends:")
     for backend in registry.backends.values():
         print(f"  {backend.name}")
@@ -179,11 +194,16 @@ def cmd_plugins(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _provided_by(plugin: str, owners: dict[str, str]) -> str:
+    return ", ".join(sorted(item for item, owner in owners.items() if owner == plugin)) or "none"
+
+
 # --- transcribe --------------------------------------------------------------------------------------------
 
 def cmd_transcribe(config: Config, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise CliError(f"{args.file} is not a file")
+    exporter = _exporter(config, args.format)
     options = {key: value for key, value in (("language", args.language), ("initial_prompt", args.prompt))
                if value}
     logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # stdout is the transcript
@@ -194,9 +214,42 @@ def cmd_transcribe(config: Config, args: argparse.Namespace) -> int:
         raise CliError(f"{args.file}: {error}") from None
     finally:
         bar.close()
-    if result.state != "completed":
-        raise CliError(f"transcription ended {result.state}: {result.error or 'no detail'}")
-    print("\n\n".join(result.chunk_texts))
+    if result.transcript.state != "completed":
+        raise CliError(f"transcription ended {result.transcript.state}: {result.error or 'no detail'}")
+    return write_export(exporter, result.transcript, args)
+
+
+# --- export ------------------------------------------------------------------------------------------------
+
+def cmd_export(config: Config, args: argparse.Namespace) -> int:
+    exporter = _exporter(config, args.format)
+
+    async def load() -> Transcript:
+        job = await Transcription.aget_or_none(Transcription.id == args.id)
+        if job is None:
+            raise CliError(f"no transcription with id {args.id}")
+        return await load_transcript(job)
+
+    transcript = with_store(config, load)
+    if not transcript.chunks:
+        raise CliError(f"transcription {args.id} has no finished chunk to export yet ({transcript.state})")
+    return write_export(exporter, transcript, args)
+
+
+def _exporter(config: Config, name: str) -> Exporter:
+    exporters = load_registry(modules=config.plugins.modules).exporters
+    if (exporter := exporters.get(name)) is None:
+        raise CliError(f"unknown format {name!r}; known: {', '.join(exporters.names())}")
+    return exporter
+
+
+def write_export(exporter: Exporter, transcript: Transcript, args: argparse.Namespace) -> int:
+    body = exporter.render(transcript, ExportOptions(timestamps=args.timestamps))
+    if args.output is not None:
+        args.output.write_bytes(body)
+    else:
+        sys.stdout.buffer.write(body if body.endswith(b"\n") or not exporter.media_type.startswith("text")
+                                else body + b"\n")
     return 0
 
 

@@ -23,6 +23,16 @@ def lazyd_register_backends() -> list[Any]:
 
 
 @hookspec
+def lazyd_register_exporters() -> list[Any]:
+    """Return a list of :class:`lazyd.Exporter` instances this plugin provides.
+
+    Called once at start-up. Every exporter ``name`` must be unique across all plugins (a duplicate stops
+    start-up); the name is what ``/transcript/export?format=`` and ``lazyd export --format`` accept. Not
+    firstresult: every plugin's list counts.
+    """
+
+
+@hookspec
 def lazyd_transcription_finished(transcription: dict[str, Any]) -> None:
     """Called once when a transcription reaches a final state.
 

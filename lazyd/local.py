@@ -15,28 +15,29 @@ from pathlib import Path
 from typing import TextIO
 
 from .config import Config
+from .exporters import Transcript
 from .jobs.events import Event, EventHub
 from .jobs.ingest import inspect
 from .jobs.scheduler import Scheduler
 from .jobs.setup import retry_policy, worker_setup
 from .jobs.states import FINAL, JobStates, Quota
+from .jobs.views import load_transcript
 from .jobs.worker import WorkerSetup
 from .registry import load_registry
-from .store import Store, Transcription, TranscriptionChunk, User
+from .store import Store, Transcription, User
 
 LOCAL_USER = "localcli"
 
 
 @dataclasses.dataclass(frozen=True)
 class LocalResult:
-    state: str
-    chunk_texts: list[str]
+    transcript: Transcript
     error: str
 
 
 async def transcribe_file(config: Config, path: Path, options: dict[str, object],
                           on_event: Callable[[Event], None] = lambda event: None) -> LocalResult:
-    """Transcribe ``path`` with one worker and return the chunk texts once the job is final."""
+    """Transcribe ``path`` with one worker and return the transcript once the job is final."""
     registry = load_registry(modules=config.plugins.modules)
     setup, _ = worker_setup(config, registry)
     with tempfile.TemporaryDirectory(prefix="lazyd-") as scratch:
@@ -67,10 +68,7 @@ async def _run(config: Config, store: Store, setup: WorkerSetup, path: Path, opt
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
     final = await Transcription.aget_by_id(job.id)
-    query = (TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
-             .order_by(TranscriptionChunk.chunk_no))
-    chunks = await store.db.list(query)
-    return LocalResult(final.current_state, [chunk.text for chunk in chunks], final.last_error)
+    return LocalResult(await load_transcript(final), final.last_error)
 
 
 async def _until_final(queue: asyncio.Queue[Event | None], on_event: Callable[[Event], None]) -> None:

@@ -11,16 +11,19 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import Any
 
 import pluggy
 
 from . import hookspecs
 from .backend import DEVICE_PREFERENCE, Backend
+from .exporters import ExporterSet
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "lazyd"
-BUILTIN_PLUGINS: tuple[str, ...] = ()
+BUILTIN_PLUGINS: tuple[str, ...] = ("lazyd.plugins.text", "lazyd.plugins.word", "lazyd.plugins.subtitles",
+                                     "lazyd.plugins.data")
 
 
 class PluginError(RuntimeError):
@@ -42,6 +45,9 @@ class Registry:
     backends: dict[str, Backend] = field(default_factory=dict)
     backend_plugins: dict[str, str] = field(default_factory=dict)
     """Which plugin registered each backend."""
+    exporters: ExporterSet = field(default_factory=ExporterSet)
+    exporter_plugins: dict[str, str] = field(default_factory=dict)
+    """Which plugin registered each exporter."""
 
     @property
     def hook(self) -> pluggy.HookRelay:
@@ -95,20 +101,23 @@ def _import_plugin(name: str) -> ModuleType:
 
 def load_registry(load_entrypoints: bool = True, modules: Iterable[str] = ()) -> Registry:
     plugin_manager = get_plugin_manager(load_entrypoints, modules)
-    return Registry(plugin_manager, *_collect_backends(plugin_manager))
+    backends, backend_plugins = _collect(plugin_manager.hook.lazyd_register_backends, "backend")
+    exporters, exporter_plugins = _collect(plugin_manager.hook.lazyd_register_exporters, "exporter")
+    return Registry(plugin_manager, backends, backend_plugins, ExporterSet(exporters), exporter_plugins)
 
 
-def _collect_backends(plugin_manager: pluggy.PluginManager) -> tuple[dict[str, Backend], dict[str, str]]:
-    backends: dict[str, Backend] = {}
+def _collect(hook: pluggy.HookCaller, kind: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each registered object by its ``name``, and the plugin that registered it; duplicates are errors."""
+    found: dict[str, Any] = {}
     owners: dict[str, str] = {}
-    for impl in plugin_manager.hook.lazyd_register_backends.get_hookimpls():
-        for backend in impl.function() or []:
-            if backend.name in backends:
-                raise PluginError(f"backend name {backend.name!r} is registered twice: by plugin "
-                                  f"{owners[backend.name]!r} and by plugin {impl.plugin_name!r}")
-            backends[backend.name] = backend
-            owners[backend.name] = impl.plugin_name
-    return backends, owners
+    for impl in hook.get_hookimpls():
+        for item in impl.function() or []:
+            if item.name in found:
+                raise PluginError(f"{kind} name {item.name!r} is registered twice: by plugin "
+                                  f"{owners[item.name]!r} and by plugin {impl.plugin_name!r}")
+            found[item.name] = item
+            owners[item.name] = impl.plugin_name
+    return found, owners
 
 
 def plugin_origins(plugin_manager: pluggy.PluginManager) -> dict[str, str]:

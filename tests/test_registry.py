@@ -83,3 +83,35 @@ def test_a_configured_backend_that_is_not_installed_is_an_error():
         registry.choose_backend("whisper-cpp")
     with pytest.raises(PluginError, match="no installed backend"):
         registry.choose_backend()
+
+
+def test_hook_lazyd_register_backends(monkeypatch):
+    backend = _Named("mine", [DeviceSupport("cpu", True, "")])
+    name = _plugin_module(monkeypatch, "backend_plugin", lazyd_register_backends=_backends(backend))
+    registry = load_registry(load_entrypoints=False, modules=[name])
+    assert registry.backends["mine"] is backend
+    assert registry.backend_plugins["mine"] == "backend_plugin"
+
+
+def test_hook_lazyd_register_exporters(monkeypatch):
+    from lazyd.exporters import ExportOptions, Exporter, Transcript
+
+    class Shout(Exporter):
+        name, media_type, suffix = "shout", "text/plain", "txt"
+
+        def render(self, transcript: Transcript, options: ExportOptions) -> bytes:
+            return b"!"
+
+    name = _plugin_module(monkeypatch, "shout_plugin", lazyd_register_exporters=lambda: [Shout()])
+    registry = load_registry(load_entrypoints=False, modules=[name])
+    assert isinstance(registry.exporters.get("shout"), Shout)
+    assert registry.exporter_plugins["shout"] == "shout_plugin"
+    assert {"txt", "docx", "srt", "vtt", "json", "md"} <= set(registry.exporters.names())
+
+
+def test_an_exporter_name_taken_by_a_built_in_stops_start_up(monkeypatch):
+    from lazyd.plugins.text import TextExporter
+
+    name = _plugin_module(monkeypatch, "clash_plugin", lazyd_register_exporters=lambda: [TextExporter()])
+    with pytest.raises(PluginError, match="exporter name 'txt' is registered twice"):
+        load_registry(load_entrypoints=False, modules=[name])

@@ -135,7 +135,7 @@ class Scheduler:
         log.info("transcription %d: started (attempt %d)", job.id, job.error_count + 1)
         try:
             if await self._run_chunks(job, worker, cancelled):
-                await self.states.complete(job.id, self.owner)
+                await self.states.complete(job.id, self.owner, worker.description)
                 log.info("transcription %d: completed", job.id)
         except (WorkerError, OSError) as error:
             log.warning("transcription %d: attempt failed: %s", job.id, error)

@@ -229,8 +229,9 @@ class JobStates:
             await self.store.db.aexecute(
                 TranscriptionChunk.update(**values).where(TranscriptionChunk.id == existing.id))
 
-    async def complete(self, job_id: int, owner: str) -> Transcription | None:
-        return await self._move(job_id, (IN_PROGRESS,), COMPLETED, owner=owner)
+    async def complete(self, job_id: int, owner: str, model: str = "") -> Transcription | None:
+        """All chunks are done; ``model`` records what transcribed them (for exports)."""
+        return await self._move(job_id, (IN_PROGRESS,), COMPLETED, owner=owner, model_name=model)
 
     async def release(self, job_id: int, owner: str) -> Transcription | None:
         """Give a running job back to the queue (daemon shutdown), keeping its error count."""
@@ -304,12 +305,14 @@ class JobStates:
 
     # -- shared -------------------------------------------------------------------------------------------
 
-    async def _move(self, job_id: int, sources: tuple[str, ...], target: str,
-                    owner: str | None = None) -> Transcription | None:
+    async def _move(self, job_id: int, sources: tuple[str, ...], target: str, owner: str | None = None,
+                    **fields: Any) -> Transcription | None:
         async with self.store.write_transaction():
             job = await self._locked(job_id)
             if job is None or job.current_state not in sources or (owner and job.lease_owner != owner):
                 return None
+            for name, value in fields.items():
+                setattr(job, name, value)
             self._set_state(job, target)
             await job.asave()
         await self._announce(job)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..backend import Segment
+from ..exporters import Transcript
+from ..exporters import TranscriptChunk as ChunkOfTranscript
 from ..store import Transcription, TranscriptionChunk
 
 DESCRIPTION_CHARS = 256
@@ -54,3 +57,17 @@ def chunk_json(chunk: TranscriptionChunk, chunk_size_secs: float) -> dict[str, A
 
 def segment_json(chunk_no: int, segment: dict[str, Any]) -> dict[str, Any]:
     return {"chunk_order": chunk_no, **segment}
+
+
+async def load_transcript(job: Transcription) -> Transcript:
+    """The transcription and its finished chunks, as exporters receive it."""
+    query = (TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
+             .order_by(TranscriptionChunk.chunk_no))
+    chunks = await TranscriptionChunk._meta.database.list(query)
+    return Transcript(
+        id=job.id, title=job.filename or f"Transcription {job.id}", duration_secs=job.audio_len_secs,
+        created=job.create_date, state=job.current_state, model=job.model_name,
+        language=job.options.get("language", ""),
+        chunks=tuple(ChunkOfTranscript(chunk.chunk_no, chunk.start_secs, chunk.end_secs, chunk.text,
+                                        tuple(Segment.from_json(data) for data in chunk.segments))
+                     for chunk in chunks))

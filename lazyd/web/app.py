@@ -20,7 +20,7 @@ from ..jobs.scheduler import Scheduler
 from ..jobs.setup import retry_policy, worker_setup
 from ..jobs.states import JobStates
 from ..registry import PluginError, Registry, load_registry
-from . import auth_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
+from . import auth_routes, export_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
 from .errors import error_middleware
 from .keys import BACKEND_STATUS, CONFIG, EVENTS, HASHER, REGISTRY, SCHEDULER, STATES, STORE, TOKENS
 
@@ -45,6 +45,9 @@ ROUTES = (
     web.get("/transcript/segments", transcription_routes.segments),
     web.post("/transcript/cancel", transcription_routes.cancel),
     web.post("/transcript/retry", transcription_routes.retry),
+    web.post("/transcript/export", export_routes.export),
+    web.get("/transcript/export", export_routes.export),
+    web.get("/formats", export_routes.formats),
     web.post("/worker/transcription_status", worker_routes.transcription_status),
     web.get("/ws", ws.events),
 )

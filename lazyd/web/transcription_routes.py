@@ -45,7 +45,7 @@ async def owned(user: User, job_id: int) -> Transcription:
     return job
 
 
-async def _owned_from_query(request: web.Request, name: str) -> tuple[User, Transcription]:
+async def owned_from_query(request: web.Request, name: str) -> tuple[User, Transcription]:
     job_id = query_int(request.query, name)
     user = await current_user(request)
     return user, await owned(user, job_id)
@@ -66,7 +66,7 @@ async def list_transcriptions(request: web.Request) -> web.Response:
 
 async def transcript(request: web.Request) -> web.Response:
     """The chunks of one transcription in order, a page at a time."""
-    _, job = await _owned_from_query(request, "task_id")
+    _, job = await owned_from_query(request, "task_id")
     page, size = pagination(request)
     chunks = TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
     db = TranscriptionChunk._meta.database
@@ -77,13 +77,13 @@ async def transcript(request: web.Request) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    _, job = await _owned_from_query(request, "transcript_id")
+    _, job = await owned_from_query(request, "transcript_id")
     return web.json_response(await one_transcription_json(job))
 
 
 async def segments(request: web.Request) -> web.Response:
     """Timestamped segments (with words when the backend gave them) across all finished chunks."""
-    _, job = await _owned_from_query(request, "transcript_id")
+    _, job = await owned_from_query(request, "transcript_id")
     page, size = pagination(request)
     query = (TranscriptionChunk.select(TranscriptionChunk.chunk_no, TranscriptionChunk.segments)
              .where(TranscriptionChunk.transcription == job.id).order_by(TranscriptionChunk.chunk_no))
@@ -96,7 +96,7 @@ async def segments(request: web.Request) -> web.Response:
 # -- changing -----------------------------------------------------------------------------------------------
 
 async def cancel(request: web.Request) -> web.Response:
-    _, job = await _owned_from_query(request, "transcript_id")
+    _, job = await owned_from_query(request, "transcript_id")
     await _cancel(request, job.id)
     return web.Response(text="OK", content_type="text/plain")
 
@@ -112,7 +112,7 @@ async def _cancel(request: web.Request, job_id: int) -> Transcription:
 
 
 async def retry(request: web.Request) -> web.Response:
-    _, job = await _owned_from_query(request, "transcript_id")
+    _, job = await owned_from_query(request, "transcript_id")
     try:
         job = await request.app[STATES].retry(job.id)
     except TransitionRefused as error:
@@ -124,7 +124,7 @@ async def retry(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     """Remove a transcription with its chunks and audio; a running one is cancelled first."""
-    _, job = await _owned_from_query(request, "transcript_id")
+    _, job = await owned_from_query(request, "transcript_id")
     if job.current_state in ACTIVE:
         await _cancel(request, job.id)
     try:

@@ -1,0 +1,1 @@
+"""lazyd's built-in plugins, registered through the same hooks as installed ones."""

@@ -1,0 +1,69 @@
+"""Exports: the seed's ``/transcript/export`` for every registered format, and ``GET /formats``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import PurePath
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ..exporters import ExportOptions, Exporter
+from ..jobs.views import load_transcript
+from ..store import User
+from ..validation import fail
+from .errors import conflict
+from .keys import REGISTRY
+from .transcription_routes import owned_from_query
+
+SEED_FORMATS = ("doc", "txt")
+
+
+async def formats(request: web.Request) -> web.Response:
+    registry = request.app[REGISTRY]
+    listed = [{"name": name, "media_type": exporter.media_type, "suffix": exporter.suffix,
+               "description": exporter.description, "plugin": registry.exporter_plugins[exporter.name]}
+              for name in registry.exporters.names() if (exporter := registry.exporters.get(name))]
+    return web.json_response({"formats": listed})
+
+
+async def export(request: web.Request) -> web.Response:
+    """The transcript rendered by the exporter ``format`` names, as an attachment."""
+    user, job = await owned_from_query(request, "task_id")
+    name = request.query.get("format")
+    exporter = _exporter(request, name)
+    transcript = await load_transcript(job)
+    if not transcript.chunks:
+        raise conflict(f"Transcription {job.id} has no finished chunk to export yet. Try again later.")
+    options = ExportOptions(timestamps=request.query.get("timestamps", "").lower() in ("1", "true"))
+    body = await asyncio.to_thread(exporter.render, transcript, options)
+    disposition = _attachment(_filename(user, name, exporter, transcript.title))
+    return web.Response(body=body, headers={"Content-Type": exporter.media_type,
+                                            "Content-Disposition": disposition})
+
+
+def _exporter(request: web.Request, name: str | None) -> Exporter:
+    exporters = request.app[REGISTRY].exporters
+    if name is None:
+        raise fail(("query", "format"), "Field required", "missing")
+    exporter = exporters.get(name)
+    if exporter is None:
+        known = ", ".join(f"'{known}'" for known in exporters.names())
+        raise fail(("query", "format"), f"Input should be one of {known}", "enum")
+    return exporter
+
+
+def _filename(user: User, name: str, exporter: Exporter, title: str) -> str:
+    """The seed's ``<user id>.<format>`` for its two formats; the recording's name for the others."""
+    if name in SEED_FORMATS:
+        return f"{user.id}.{name}"
+    return f"{PurePath(title).stem or 'transcript'}.{exporter.suffix}"
+
+
+def _attachment(filename: str) -> str:
+    """RFC 6266: a plain ASCII fallback, and the real name percent-encoded for clients that read it."""
+    fallback = "".join(char if char.isascii() and char.isprintable() and char not in '"\\' else "_"
+                       for char in filename)
+    if fallback == filename:
+        return f'attachment; filename="{filename}"'
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"

@@ -1,0 +1,160 @@
+"""`/transcript/export`, `GET /formats`, `lazyd export`, and a third-party exporter installed from examples/."""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import docx
+import pytest
+
+from lazyd.store import Transcription, User
+from lazyd.web import create_app
+from test_transcriptions_api import make_job
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+async def _alice_with_job(accounts, **job) -> tuple[dict, Transcription]:
+    headers = await accounts.headers("alice")
+    alice = await User.aget(User.username == "alice")
+    return headers, await make_job(alice, **job)
+
+
+async def test_the_seed_txt_export_joins_chunks_with_a_blank_line(client, accounts):
+    headers, job = await _alice_with_job(accounts, state="completed", chunks=("first part.", "second part."))
+    response = await client.post(f"/transcript/export?task_id={job.id}&format=txt", headers=headers)
+    assert response.status == 200
+    assert await response.read() == b"first part.\n\nsecond part."
+    alice = await User.aget(User.username == "alice")
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{alice.id}.txt"'
+    assert response.headers["Content-Type"].startswith("text/plain")
+
+
+async def test_the_seed_doc_export_is_a_word_document(client, accounts):
+    headers, job = await _alice_with_job(accounts, state="completed", chunks=("first part.", "second part."))
+    response = await client.post(f"/transcript/export?task_id={job.id}&format=doc", headers=headers)
+    assert response.status == 200
+    assert response.headers["Content-Disposition"].endswith('.doc"')
+    document = docx.Document(io.BytesIO(await response.read()))
+    paragraphs = [p.text for p in document.paragraphs]
+    assert paragraphs[-2:] == ["[00:00:00] first part.", "[00:00:10] second part."]
+
+
+@pytest.mark.parametrize("name, media_type, suffix", [
+    ("srt", "application/x-subrip", "srt"), ("vtt", "text/vtt", "vtt"), ("json", "application/json", "json"),
+    ("md", "text/markdown", "md"), ("docx", "application/vnd.openxmlformats", "docx")])
+async def test_every_format_is_served_with_its_media_type_and_the_recordings_name(client, accounts, name,
+                                                                                media_type, suffix):
+    headers, job = await _alice_with_job(accounts, state="completed", chunks=("a chunk.",),
+                                         filename="Física 1.mp3")
+    response = await client.get(f"/transcript/export?task_id={job.id}&format={name}", headers=headers)
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith(media_type)
+    disposition = response.headers["Content-Disposition"]
+    assert f"filename*=UTF-8''F%C3%ADsica%201.{suffix}" in disposition
+    assert f'filename="F_sica 1.{suffix}"' in disposition
+
+
+async def test_exporting_before_any_chunk_is_done_is_a_409_that_says_so(client, accounts):
+    headers, job = await _alice_with_job(accounts, state="in_progress")
+    response = await client.post(f"/transcript/export?task_id={job.id}&format=txt", headers=headers)
+    assert response.status == 409
+    assert "no finished chunk" in (await response.json())["detail"]
+
+
+async def test_an_unknown_format_is_a_422_listing_the_known_ones(client, accounts):
+    headers, job = await _alice_with_job(accounts, state="completed", chunks=("x",))
+    response = await client.post(f"/transcript/export?task_id={job.id}&format=pdf", headers=headers)
+    assert response.status == 422
+    [error] = (await response.json())["detail"]
+    assert error["loc"] == ["query", "format"] and "'srt'" in error["msg"] and "'doc'" in error["msg"]
+
+
+async def test_another_users_export_is_404(client, accounts):
+    bob = await accounts.create("bobby")
+    theirs = await make_job(bob, "completed", ("private words",))
+    headers = await accounts.headers("alice")
+    response = await client.post(f"/transcript/export?task_id={theirs.id}&format=txt", headers=headers)
+    assert response.status == 404
+    assert "private" not in await response.text()
+
+
+async def test_formats_lists_every_exporter_with_its_plugin(client):
+    formats = {item["name"]: item for item in (await (await client.get("/formats")).json())["formats"]}
+    assert set(formats) >= {"txt", "doc", "docx", "srt", "vtt", "json", "md"}
+    assert formats["srt"]["plugin"] == "lazyd.plugins.subtitles" and formats["srt"]["suffix"] == "srt"
+    assert formats["doc"]["media_type"] == formats["docx"]["media_type"]
+
+
+def _lazyd(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lazyd", *args], capture_output=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+async def test_lazyd_export_writes_a_stored_transcription(tmp_path, accounts, client):
+    from lazyd.web.keys import CONFIG
+
+    alice = await accounts.create("alice")
+    job = await make_job(alice, "completed", ("one.", "two."))
+    data_dir = client.app[CONFIG].data_dir
+    database = client.app[CONFIG].database_url
+    env = {"LAZYD_DATA_DIR": data_dir, "LAZYD_DATABASE__URL": database}
+    out = tmp_path / "lecture.srt"
+    result = _lazyd("export", str(job.id), "--format", "srt", "-o", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("1\n00:00:00,000 --> ")
+    printed = _lazyd("export", str(job.id), env=env)
+    assert printed.stdout == b"one.\n\ntwo.\n"
+    missing = _lazyd("export", "999999", env=env)
+    assert missing.returncode == 1 and b"no transcription with id 999999" in missing.stderr
+    unknown = _lazyd("export", str(job.id), "--format", "pdf", env=env)
+    assert unknown.returncode == 1 and b"unknown format 'pdf'" in unknown.stderr
+
+
+# -- a third-party exporter ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def csv_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """examples/lazyd-exporter-csv installed (with its entry point) into a directory of its own."""
+    target = tmp_path_factory.mktemp("csv-plugin")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(REPO / "examples" / "lazyd-exporter-csv")],
+                   check=True, capture_output=True, timeout=300)
+    return target
+
+
+@pytest.fixture
+def with_csv_plugin(csv_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(csv_plugin))
+    importlib.invalidate_caches()
+    return csv_plugin
+
+
+async def test_an_installed_exporter_is_served_by_the_api(with_csv_plugin, aiohttp_client, make_config,
+                                                          database_url):
+    from conftest import Accounts
+
+    client = await aiohttp_client(create_app(make_config(database_url)))
+    accounts = Accounts(client)
+    headers, job = await _alice_with_job(accounts, state="completed", chunks=("alpha, beta", "gamma"))
+    formats = {item["name"]: item for item in (await (await client.get("/formats")).json())["formats"]}
+    assert formats["csv"]["plugin"] == "csv"
+    response = await client.get(f"/transcript/export?task_id={job.id}&format=csv", headers=headers)
+    assert response.status == 200 and response.headers["Content-Type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(await response.text())))
+    assert rows == [["start", "end", "text"], ["0.00", "4.00", "alpha, beta"], ["10.00", "14.00", "gamma"]]
+
+
+def test_an_installed_exporter_is_listed_by_lazyd_plugins(csv_plugin, tmp_path):
+    env = {"PYTHONPATH": os.pathsep.join([str(csv_plugin), os.environ.get("PYTHONPATH", "")]),
+           "LAZYD_DATA_DIR": str(tmp_path)}
+    result = _lazyd("plugins", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "csv (lazyd-exporter-csv 1.0.0): backends none; exporters csv" in result.stdout.decode()
+
