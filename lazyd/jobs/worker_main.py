@@ -40,7 +40,7 @@ class Requests:
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
-        self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
         self._cancelled: set[int] = set()
         self._lock = threading.Lock()
         threading.Thread(target=self._read, name="requests", daemon=True).start()
@@ -53,9 +53,11 @@ class Requests:
                     self._cancelled.add(message["id"])
             else:
                 self._queue.put(message)
-        self._queue.put(None)
+        # End of input: the daemon closed the pipe or died (kill -9). Exit now rather than at the next
+        # segment, which on a big model can be minutes away, holding the CPU or GPU the new daemon needs.
+        os._exit(0)
 
-    def next(self) -> dict[str, Any] | None:
+    def next(self) -> dict[str, Any]:
         return self._queue.get()
 
     def is_cancelled(self, request_id: int) -> bool:
@@ -76,7 +78,9 @@ def transcribe_chunk(model: LoadedModel, request: dict[str, Any], requests: Requ
 
 
 def serve(model: LoadedModel, requests: Requests, channel: Channel) -> None:
-    while (request := requests.next()) is not None:
+    """Answer requests until the daemon closes our input (then the reader thread ends the process)."""
+    while True:
+        request = requests.next()
         try:
             transcribe_chunk(model, request, requests, channel)
         except Exception as error:  # one chunk failed; the model is still loaded and usable

@@ -72,9 +72,11 @@ async def _forward(ws: web.WebSocketResponse, hub: EventHub, queue: asyncio.Queu
                    closed: asyncio.Task[None]) -> None:
     while not closed.done():
         getter = asyncio.ensure_future(queue.get())
-        done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-        if getter not in done:
+        try:
+            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             getter.cancel()
+        if getter not in done:
             return
         event = getter.result()
         if event is None:
