@@ -106,6 +106,25 @@ class PluginsConfig:
 
 
 @dataclass(frozen=True)
+class InboxConfig:
+    """One watched folder: ``[[inbox]]`` in config.toml."""
+
+    path: str
+    user: str
+    outbox: str
+    formats: tuple[str, ...] = ("txt",)
+    language: str = ""
+    model: str = ""
+    initial_prompt: str = ""
+    hotwords: str = ""
+    after: str = "move"
+    watch: str = "auto"
+    settle_secs: float = 3.0
+    scan_secs: float = 2.0
+    quota_applies: bool = False
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
 
@@ -121,6 +140,7 @@ class Config:
     scheduler: SchedulerConfig = SchedulerConfig()
     plugins: PluginsConfig = PluginsConfig()
     logging: LoggingConfig = LoggingConfig()
+    inbox: tuple[InboxConfig, ...] = ()
 
     @property
     def data_path(self) -> Path:
@@ -198,6 +218,8 @@ def _all_env_names(cls: type, prefix: tuple[str, ...] = ()) -> set[str]:
         if dataclasses.is_dataclass(kind):
             names |= _all_env_names(kind, path)
             continue
+        if _table_array_item(kind):
+            continue  # arrays of tables ([[inbox]]) are set in the file only
         names.add(env_name(path))
         if spec.metadata.get("secret"):
             names.add(env_name(path) + "_FILE")
@@ -230,11 +252,29 @@ def _build(cls: type, table: Any, env: Mapping[str, str], prefix: tuple[str, ...
         kind = types_by_name[spec.name]
         if dataclasses.is_dataclass(kind):
             values[spec.name] = _build(kind, table.get(spec.name, {}), env, path)
+        elif item := _table_array_item(kind):
+            values[spec.name] = _build_array(item, table.get(spec.name, []), path)
         else:
             found = _lookup(spec, table, env, path)
             if found is not _MISSING:
                 values[spec.name] = _coerce(found, kind, path)
+            elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"'{'.'.join(path)}' is required")
     return cls(**values)
+
+
+def _table_array_item(kind: Any) -> type | None:
+    """The entry type of an array of tables (``tuple[InboxConfig, ...]``), else ``None``."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple and args and dataclasses.is_dataclass(args[0]):
+        return args[0]
+    return None
+
+
+def _build_array(item: type, entries: Any, path: tuple[str, ...]) -> tuple[Any, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError(f"'{'.'.join(path)}' must be an array of tables ([[{'.'.join(path)}]])")
+    return tuple(_build(item, entry, {}, (*path, str(number))) for number, entry in enumerate(entries))
 
 
 _MISSING = object()
@@ -324,6 +364,8 @@ def _masked(instance: Any) -> dict[str, Any]:
         value = getattr(instance, spec.name)
         if dataclasses.is_dataclass(value):
             out[spec.name] = _masked(value)
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            out[spec.name] = [_masked(entry) for entry in value]
         elif spec.metadata.get("secret"):
             out[spec.name] = MASK if value else ""
         else:
@@ -346,6 +388,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DatabaseConfig",
+    "InboxConfig",
     "LimitsConfig",
     "LoggingConfig",
     "PluginsConfig",

@@ -105,4 +105,4 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
 
 def test_every_model_is_bound_by_the_store():
     assert {model._meta.table_name for model in MODELS} == {
-        "users", "transcriptions", "transcription_chunks", "schema_version"}
+        "users", "transcriptions", "transcription_chunks", "inbox_files", "schema_version"}

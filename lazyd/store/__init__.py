@@ -12,7 +12,7 @@ from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
 from ..config import mask_url_password
 from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
-from .models import MODELS, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
+from .models import MODELS, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) 
 
 
 __all__ = [
+    "InboxFile",
     "LATEST_VERSION",
     "SchemaTooNew",
     "SchemaVersion",

@@ -109,9 +109,42 @@ def _v2_pipeline_fields(db: peewee.Database) -> None:
     )
 
 
+def _v3_inbox_files(db: peewee.Database) -> None:
+    """Files taken from watched folders, linked to their transcriptions."""
+
+    class Transcription(peewee.Model):
+        id = peewee.AutoField()
+
+        class Meta:
+            database = db
+            table_name = "transcriptions"
+
+    class InboxFile(peewee.Model):
+        id = peewee.AutoField()
+        create_date = peewee.DateTimeField(default=utcnow, index=True)
+        update_date = peewee.DateTimeField(default=utcnow, index=True)
+        inbox = peewee.CharField(max_length=1024)
+        name = peewee.CharField(max_length=512)
+        sha256 = peewee.CharField(max_length=64)
+        size = peewee.BigIntegerField()
+        mtime = peewee.DoubleField()
+        transcription = peewee.ForeignKeyField(Transcription, null=True, column_name="transcription_id",
+                                               on_delete="SET NULL")
+        status = peewee.CharField(max_length=16, index=True)
+        error = peewee.TextField(default="")
+
+        class Meta:
+            database = db
+            table_name = "inbox_files"
+            indexes = ((("inbox", "name"), False),)
+
+    db.create_tables([InboxFile])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
+    Migration(3, "inbox files", _v3_inbox_files),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -86,6 +86,24 @@ class TranscriptionChunk(BaseModel):
         indexes = ((("transcription", "chunk_no"), True),)
 
 
+class InboxFile(BaseModel):
+    """A file taken from a watched folder, and what became of it (so a restart neither loses nor repeats it)."""
+
+    inbox = peewee.CharField(max_length=1024)
+    name = peewee.CharField(max_length=512)
+    sha256 = peewee.CharField(max_length=64)
+    size = peewee.BigIntegerField()
+    mtime = peewee.DoubleField()
+    transcription = peewee.ForeignKeyField(Transcription, null=True, column_name="transcription_id",
+                                           backref="inbox_files", on_delete="SET NULL")
+    status = peewee.CharField(max_length=16, index=True)
+    error = peewee.TextField(default="")
+
+    class Meta:
+        table_name = "inbox_files"
+        indexes = ((("inbox", "name"), False),)
+
+
 class SchemaVersion(AsyncModel):
     version = peewee.IntegerField(primary_key=True)
     description = peewee.CharField(max_length=256)
@@ -95,4 +113,4 @@ class SchemaVersion(AsyncModel):
         table_name = "schema_version"
 
 
-MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, SchemaVersion)
+MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, InboxFile, SchemaVersion)
