@@ -19,6 +19,7 @@ from . import __version__, users
 from .auth import PasswordHasher
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
+from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
 from .jobs.views import load_transcript
 from .local import ProgressBar, transcribe_file
@@ -341,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run is not cmd_check_config:
             config.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
         return args.run(config, args)
-    except (CliError, ConfigError, StoreError, SchemaTooNew, PluginError, users.UserExists) as error:
+    except (CliError, ConfigError, StoreError, SchemaTooNew, PluginError, InboxError, users.UserExists) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lazyd.config import MASK, Config, ConfigError, effective_config, load_config
+from lazyd.config import MASK, Config, ConfigError, InboxConfig, effective_config, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +35,33 @@ def test_the_sample_config_documents_every_key_with_its_default(tmp_path):
     loaded = load_config(sample, data_dir=tmp_path, env={})
     assert effective_config(loaded) == effective_config(Config(data_dir=str(tmp_path)))
     documented = tomllib.loads(sample.read_text())
-    assert _keys(documented) == _keys(effective_config(Config()))
+    assert _keys(documented) == _keys(effective_config(Config())) - {"inbox"}
+
+
+def test_the_sample_config_shows_an_inbox_entry_with_every_key_and_default():
+    """[[inbox]] is an array of tables, so the sample shows a commented entry; uncommented, it loads."""
+    lines = [line.removeprefix("# ") for line in (REPO / "config.toml").read_text().splitlines()
+             if line.startswith("# ") and not line.startswith("# # ")]
+    start = lines.index("[[inbox]]")
+    entry = tomllib.loads("\n".join(lines[start:]))["inbox"][0]
+    defaults = {field.name: field.default for field in dataclasses.fields(InboxConfig)}
+    assert set(entry) == set(defaults)
+    for name, default in defaults.items():
+        if default is not dataclasses.MISSING:
+            assert entry[name] == (list(default) if isinstance(default, tuple) else default), name
+
+
+def test_inbox_entries_are_read_and_their_required_keys_enforced(tmp_path):
+    path = _write(tmp_path, '[[inbox]]\npath = "/in"\nuser = "alice"\noutbox = "/out"\nformats = ["txt", "srt"]\n'
+                            '[[inbox]]\npath = "/in2"\nuser = "bob"\noutbox = "/out2"\n')
+    first, second = load_config(path, data_dir=tmp_path, env={}).inbox
+    assert (first.path, first.formats, second.formats, second.after) == ("/in", ("txt", "srt"), ("txt",), "move")
+    missing = _write(tmp_path, '[[inbox]]\npath = "/in"\nuser = "alice"\n')
+    with pytest.raises(ConfigError, match="'inbox.0.outbox' is required"):
+        load_config(missing, data_dir=tmp_path, env={})
+    unknown = _write(tmp_path, '[[inbox]]\npath = "/in"\nuser = "a"\noutbox = "/o"\ncolour = 1\n')
+    with pytest.raises(ConfigError, match="unknown configuration key 'inbox.0.colour'"):
+        load_config(unknown, data_dir=tmp_path, env={})
 
 
 def _keys(table: dict, prefix: str = "") -> set[str]:

@@ -67,6 +67,25 @@ async def store_stream(read: Callable[[], Awaitable[bytes]], directory: Path, fi
     return StoredFile(path, digest.hexdigest(), size, filename)
 
 
+def copy_file(source: Path, directory: Path) -> StoredFile:
+    """Copy ``source`` into ``directory`` under a new name, hashing it on the way. Blocking: use a thread."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = directory / f"{secrets.token_hex(12)}{_safe_suffix(source.name)}"
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(source, "rb") as reader, open(path, "xb") as writer:
+            while piece := reader.read(WRITE_BATCH):
+                digest.update(piece)
+                writer.write(piece)
+                size += len(piece)
+            writer.flush()
+            os.fsync(writer.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return StoredFile(path, digest.hexdigest(), size, source.name)
+
+
 def _finish(stream: Any, tail: bytes) -> None:
     with stream:
         stream.write(tail)

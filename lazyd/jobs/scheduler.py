@@ -36,7 +36,7 @@ def transcribe_options(config: Config, job_options: dict) -> TranscribeOptions:
         language=settings.language or None, beam_size=settings.beam_size,
         initial_prompt=settings.initial_prompt or None, hotwords=settings.hotwords or None,
         vad_filter=settings.vad_filter, word_timestamps=settings.word_timestamps, batch_size=settings.batch_size)
-    return replace(defaults, **job_options)
+    return replace(defaults, **{key: value for key, value in job_options.items() if key != "model"})
 
 
 @dataclass
@@ -96,21 +96,29 @@ class Scheduler:
         try:
             while True:
                 worker = self._workers[slot] = await self._warm_worker(worker)
-                job = await self.states.claim(self.owner, self.lease)
+                job = await self._claim()
                 if job is None:
                     await self._idle()
                     continue
+                if worker.setup != (needed := self._setup_for(job)):
+                    await worker.close()
+                    worker = self._workers[slot] = await self._warm_worker(None, needed)
                 await self._run_job(job, worker)
         finally:
             self._workers.pop(slot, None)
             if worker is not None:
                 await asyncio.shield(worker.close())
 
-    async def _warm_worker(self, worker: WorkerProcess | None) -> WorkerProcess:
+    def _setup_for(self, job: Transcription) -> WorkerSetup:
+        """The daemon's model, or the one the job asks for (an inbox can name its own)."""
+        model = job.options.get("model")
+        return replace(self.setup, model=replace(self.setup.model, model=model)) if model else self.setup
+
+    async def _warm_worker(self, worker: WorkerProcess | None, setup: WorkerSetup | None = None) -> WorkerProcess:
         """The slot's worker, started (again) when it is missing or dead; waits out a failing model."""
         attempt = 0
         while worker is None or not worker.alive:
-            worker = WorkerProcess(self.setup, self.timeouts)
+            worker = WorkerProcess(setup or self.setup, self.timeouts)
             try:
                 await worker.start()
                 self.worker_problem = ""
@@ -123,6 +131,14 @@ class Scheduler:
                 await asyncio.sleep(delay)
         return worker
 
+    async def _claim(self) -> Transcription | None:
+        """The next runnable job; ``None`` also when the database failed (logged; tried again at the next poll)."""
+        try:
+            return await self.states.claim(self.owner, self.lease)
+        except Exception:
+            log.exception("cannot claim a job; trying again shortly")
+            return None
+
     async def _idle(self) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.config.scheduler.poll_secs):
@@ -132,6 +148,21 @@ class Scheduler:
     async def _run_job(self, job: Transcription, worker: WorkerProcess) -> None:
         cancelled = self._cancels.setdefault(job.id, asyncio.Event())
         heartbeat = asyncio.create_task(self._heartbeat(job.id, cancelled))
+        try:
+            await self._attempt(job, worker, cancelled)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._give_back(job.id, worker))
+            raise
+        except Exception:  # the database failed, say: the job is run again when its lease has expired
+            log.exception("transcription %d: stopped by an unexpected error; it resumes when its lease expires",
+                          job.id)
+            await worker.kill()
+        finally:
+            heartbeat.cancel()
+            self._cancels.pop(job.id, None)
+
+    async def _attempt(self, job: Transcription, worker: WorkerProcess, cancelled: asyncio.Event) -> None:
+        """One attempt at the job's unfinished chunks; a failure in the worker counts as a failed attempt."""
         log.info("transcription %d: started (attempt %d)", job.id, job.error_count + 1)
         try:
             if await self._run_chunks(job, worker, cancelled):
@@ -139,15 +170,9 @@ class Scheduler:
                 log.info("transcription %d: completed", job.id)
         except (WorkerError, OSError) as error:
             log.warning("transcription %d: attempt failed: %s", job.id, error)
-            await self.states.record_error(job.id, self.owner, str(error))
             if isinstance(error, WorkerDied):
                 await worker.kill()
-        except asyncio.CancelledError:
-            await asyncio.shield(self._give_back(job.id, worker))
-            raise
-        finally:
-            heartbeat.cancel()
-            self._cancels.pop(job.id, None)
+            await self.states.record_error(job.id, self.owner, str(error))
 
     async def _give_back(self, job_id: int, worker: WorkerProcess) -> None:
         """Daemon shutdown: stop the chunk and return the job to the queue for the next start."""
@@ -193,9 +218,17 @@ class Scheduler:
         interval = max(self.lease.total_seconds() / 6, 0.2)
         while not cancelled.is_set():
             await asyncio.sleep(interval)
-            if not await self.states.renew(job_id, self.owner, self.lease):
+            if not await self._renewed(job_id):
                 log.info("transcription %d: lease lost (cancelled or taken over); stopping", job_id)
                 cancelled.set()
+
+    async def _renewed(self, job_id: int) -> bool:
+        """Whether the lease is still ours; a renewal the database failed is tried again at the next beat."""
+        try:
+            return await self.states.renew(job_id, self.owner, self.lease)
+        except Exception:
+            log.warning("transcription %d: cannot renew the lease; trying again", job_id, exc_info=True)
+            return True
 
 
 def _chunk_result(chunk_no: int, start: float, end: float, segments: list[Segment]) -> ChunkResult:

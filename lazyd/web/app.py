@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -14,7 +15,8 @@ from aiohttp import web
 
 from ..auth import PasswordHasher, TokenIssuer, load_or_create_secret
 from ..config import Config
-from ..store import Store
+from ..inbox import Inbox, InboxError, check_inbox
+from ..store import Store, User
 from ..jobs.events import EventHub
 from ..jobs.scheduler import Scheduler
 from ..jobs.setup import retry_policy, worker_setup
@@ -22,7 +24,7 @@ from ..jobs.states import JobStates
 from ..registry import PluginError, Registry, load_registry
 from . import auth_routes, export_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
 from .errors import error_middleware
-from .keys import BACKEND_STATUS, CONFIG, EVENTS, HASHER, REGISTRY, SCHEDULER, STATES, STORE, TOKENS
+from .keys import BACKEND_STATUS, CONFIG, EVENTS, HASHER, INBOXES, REGISTRY, SCHEDULER, STATES, STORE, TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,8 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[CONFIG] = config
     app[TOKENS] = token_issuer(config)
     app[REGISTRY] = registry or load_registry(modules=config.plugins.modules)
+    for spec in config.inbox:
+        check_inbox(spec, app[REGISTRY].exporters)
     app[EVENTS] = EventHub()
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_password_hasher)
@@ -107,17 +111,40 @@ async def _store(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _jobs(app: web.Application) -> AsyncIterator[None]:
-    """The state machine, and the scheduler when this daemon transcribes (it may only serve the API)."""
-    config, registry = app[CONFIG], app[REGISTRY]
-    app[STATES] = JobStates(app[STORE], app[EVENTS], retry_policy(config),
-                            on_finished=lambda job: registry.hook.lazyd_transcription_finished(transcription=job))
+    """The state machine, the watched folders, and the scheduler when this daemon transcribes."""
+    config = app[CONFIG]
+    app[STATES] = JobStates(app[STORE], app[EVENTS], retry_policy(config), on_finished=partial(_finished, app))
+    app[INBOXES] = await _inboxes(app)
     app[BACKEND_STATUS] = {"scheduler": config.scheduler.enabled}
-    task = _start_scheduler(app) if config.scheduler.enabled else None
+    tasks = [task for task in [_start_scheduler(app) if config.scheduler.enabled else None] if task]
+    tasks += [asyncio.create_task(inbox.run(), name=f"inbox {inbox.folder}") for inbox in app[INBOXES]]
+    for task in tasks:
+        task.add_done_callback(_report_end)
     try:
         yield
     finally:
-        if task is not None:
+        for task in tasks:
             await stop_task(task)
+
+
+def _finished(app: web.Application, job: dict) -> None:
+    """A transcription reached a final state: tell the plugins, and the inboxes it may belong to."""
+    app[REGISTRY].hook.lazyd_transcription_finished(transcription=job)
+    for inbox in app[INBOXES]:
+        inbox.poke()
+
+
+async def _inboxes(app: web.Application) -> list[Inbox]:
+    """One watcher per ``[[inbox]]``; an unknown owner stops start-up before anything runs."""
+    config = app[CONFIG]
+    inboxes = []
+    for spec in config.inbox:
+        owner = await User.aget_or_none(User.username == spec.user)
+        if owner is None:
+            raise InboxError(f"inbox {spec.path}: there is no user {spec.user!r} (create it with lazyd user add)")
+        inboxes.append(Inbox(spec, owner, config, app[STATES], app[REGISTRY].exporters,
+                             wake_scheduler=lambda: app[SCHEDULER].wake() if SCHEDULER in app else None))
+    return inboxes
 
 
 async def stop_task(task: asyncio.Task[None]) -> None:
@@ -141,11 +168,9 @@ def _start_scheduler(app: web.Application) -> asyncio.Task[None] | None:
     log.info("backend %s on %s (%s)", choice.backend.name, choice.device, choice.reason)
     app[BACKEND_STATUS].update(backend=choice.backend.name, device=choice.device, reason=choice.reason)
     app[SCHEDULER] = Scheduler(app[CONFIG], app[STATES], setup)
-    task = asyncio.create_task(app[SCHEDULER].run(), name="scheduler")
-    task.add_done_callback(_report_scheduler_end)
-    return task
+    return asyncio.create_task(app[SCHEDULER].run(), name="scheduler")
 
 
-def _report_scheduler_end(task: asyncio.Task[None]) -> None:
+def _report_end(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("the scheduler stopped", exc_info=task.exception())
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())

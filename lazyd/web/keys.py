@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ..auth import PasswordHasher, TokenIssuer
 from ..config import Config
+from ..inbox import Inbox
 from ..jobs.events import EventHub
 from ..jobs.scheduler import Scheduler
 from ..jobs.states import JobStates
@@ -21,3 +22,4 @@ EVENTS = web.AppKey("events", EventHub)
 STATES = web.AppKey("states", JobStates)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 BACKEND_STATUS = web.AppKey("backend_status", dict)
+INBOXES = web.AppKey("inboxes", list[Inbox])

@@ -1,0 +1,256 @@
+"""The inbox: recordings dropped into a folder come back as transcripts in the outbox (FAKE tone backend)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy
+import pytest
+
+from conftest import PASSWORD, fake_sections
+from lazyd import users
+from lazyd.auth import PasswordHasher
+from lazyd.config import InboxConfig
+from lazyd.inbox import InboxError
+from lazyd.store import InboxFile, Store, Transcription
+from lazyd.web import create_app
+from media import tone, write_audio
+from pipeline_helpers import expected_text
+
+WATCH_MODES = ["inotify", "poll"]
+
+
+class Folders:
+    def __init__(self, root: Path) -> None:
+        self.inbox = root / "inbox"
+        self.outbox = root / "outbox"
+        self.inbox.mkdir(parents=True)
+
+    def outputs(self) -> set[str]:
+        return {path.name for path in self.outbox.glob("*") if not path.name.startswith(".")}
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> Folders:
+    return Folders(tmp_path)
+
+
+@pytest.fixture
+async def owner(database_url: str) -> None:
+    """The inbox's user must exist before the daemon starts."""
+    store = await Store.open(database_url, pool_size=1)
+    await users.create_user(PasswordHasher(4), "alice", PASSWORD)
+    await store.close()
+
+
+@pytest.fixture
+def start(database_url, make_config, control, folders, owner, aiohttp_client):
+    """Start a daemon with one inbox (returns its test client); call again to restart on the same store."""
+
+    async def start_daemon(watch: str = "inotify", **inbox: object):
+        sections = fake_sections(control)
+        config = make_config(database_url, sections)
+        spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox),
+                           formats=("txt", "srt"), watch=watch, settle_secs=1.0, scan_secs=0.2, **inbox)
+        return await aiohttp_client(create_app(dataclasses.replace(config, inbox=(spec,))))
+
+    return start_daemon
+
+
+@pytest.fixture
+def control(tmp_path: Path) -> Path:
+    return tmp_path / "fake" / "control.json"
+
+
+def tones_file(path: Path, freqs: list[int]) -> Path:
+    return write_audio(path, numpy.concatenate([tone(freq, 1.0) for freq in freqs]))
+
+
+async def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(interval)
+
+
+def calls(control: Path) -> int:
+    counter = control.with_name("calls.count")
+    return int(counter.read_text()) if counter.exists() else 0
+
+
+async def transcriptions() -> list[Transcription]:
+    return await Transcription._meta.database.list(Transcription.select().order_by(Transcription.id))
+
+
+@pytest.mark.parametrize("watch", WATCH_MODES)
+async def test_a_dropped_recording_comes_back_as_transcripts_in_the_outbox(start, folders, control, watch):
+    await start(watch)
+    source = tones_file(folders.inbox / "lecture 1.wav", [300, 500, 700])
+    await wait_until(lambda: folders.outputs() == {"lecture 1.txt", "lecture 1.srt"})
+    assert (folders.outbox / "lecture 1.txt").read_text() == expected_text([300, 500, 700])
+    assert (folders.outbox / "lecture 1.srt").read_text().startswith("1\n00:00:00,000 --> ")
+    await wait_until(lambda: (folders.inbox / "done" / "lecture 1.wav").exists())
+    assert not source.exists()
+    [job] = await transcriptions()
+    assert (job.source, job.filename, job.creator_id) == ("inbox", "lecture 1.wav", 1)
+
+
+@pytest.mark.parametrize("watch", WATCH_MODES)
+async def test_a_slow_writer_is_not_taken_before_it_is_complete(start, folders, control, watch, tmp_path):
+    await start(watch)
+    freqs = [300, 400, 500, 600, 700, 800]
+    complete = tones_file(tmp_path / "whole.wav", freqs).read_bytes()
+    target = folders.inbox / "slow.wav"
+    pieces = [complete[n:n + len(complete) // 8 + 1] for n in range(0, len(complete), len(complete) // 8 + 1)]
+    for piece in pieces:
+        with open(target, "ab") as stream:
+            stream.write(piece)
+        await asyncio.sleep(0.6)
+        assert await transcriptions() == [], "taken while still being written"
+    await wait_until(lambda: "slow.txt" in folders.outputs())
+    assert (folders.outbox / "slow.txt").read_text() == expected_text(freqs)
+    [job] = await transcriptions()
+    assert job.audio_len_secs == pytest.approx(6.0, abs=0.05)
+
+
+@pytest.mark.parametrize("watch", WATCH_MODES)
+async def test_fifty_files_dropped_at_once_are_each_transcribed_exactly_once(start, folders, control, watch,
+                                                                            tmp_path):
+    await start(watch)
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    expected = {}
+    for n in range(50):
+        freqs = [300 + 100 * (n % 10), 300 + 100 * (n // 10)]
+        tones_file(staging / f"lecture{n:02d}.wav", freqs)
+        expected[f"lecture{n:02d}.txt"] = expected_text(freqs)
+    for path in staging.iterdir():
+        os.replace(path, folders.inbox / path.name)
+    await wait_until(lambda: {name for name in folders.outputs() if name.endswith(".txt")} == set(expected),
+                     timeout=180)
+    assert {name: (folders.outbox / name).read_text() for name in expected} == expected
+    jobs = await transcriptions()
+    assert len(jobs) == 50 and len({job.filename for job in jobs}) == 50
+    assert calls(control) == 50
+
+
+async def test_identical_content_under_another_name_is_not_transcribed_again(start, folders, control, tmp_path):
+    await start()
+    tones_file(tmp_path / "original.wav", [400, 800])
+    shutil.copy(tmp_path / "original.wav", folders.inbox / "monday.wav")
+    await wait_until(lambda: "monday.txt" in folders.outputs())
+    shutil.copy(tmp_path / "original.wav", folders.inbox / "monday (copy).wav")
+    await wait_until(lambda: "monday (copy).txt" in folders.outputs())
+    assert (folders.outbox / "monday (copy).txt").read_text() == expected_text([400, 800])
+    assert len(await transcriptions()) == 1 and calls(control) == 1
+    await wait_until(lambda: (folders.inbox / "done" / "monday (copy).wav").exists())
+
+
+async def test_hidden_and_partial_files_are_left_alone_and_non_audio_is_set_aside_with_a_reason(
+        start, folders, control, tmp_path):
+    await start()
+    recording = tones_file(tmp_path / "recording.wav", [300, 400])
+    for name in (".hidden.wav", "download.wav.part", "chrome.crdownload", "editor.wav~", "copy.tmp"):
+        shutil.copy(recording, folders.inbox / name)
+    (folders.inbox / "notes.txt").write_text("these are my notes, not a recording\n")
+    await wait_until(lambda: (folders.inbox / "failed" / "notes.txt.error.txt").exists())
+    assert "not an audio file" in (folders.inbox / "failed" / "notes.txt.error.txt").read_text()
+    assert (folders.inbox / "failed" / "notes.txt").exists()
+    await asyncio.sleep(1.5)
+    assert await transcriptions() == []
+    assert (folders.inbox / ".hidden.wav").exists() and (folders.inbox / "download.wav.part").exists()
+
+
+async def test_a_failed_transcription_goes_to_failed_with_the_reason(start, folders, control):
+    control.parent.mkdir(parents=True, exist_ok=True)
+    control.write_text('{"misbehave": {"mode": "exception", "calls": [1, 2, 3]}}')
+    await start()
+    tones_file(folders.inbox / "broken.wav", [300, 400, 500])
+    await wait_until(lambda: (folders.inbox / "failed" / "broken.wav.error.txt").exists(), timeout=90)
+    assert "told to fail" in (folders.inbox / "failed" / "broken.wav.error.txt").read_text()
+    assert folders.outputs() == set()
+
+
+async def test_after_keep_leaves_the_recording_in_place_and_takes_it_only_once(start, folders, control):
+    await start(after="keep")
+    tones_file(folders.inbox / "kept.wav", [600, 700])
+    await wait_until(lambda: "kept.txt" in folders.outputs())
+    await asyncio.sleep(1.5)
+    assert (folders.inbox / "kept.wav").exists()
+    assert calls(control) == 1 and len(await transcriptions()) == 1
+
+
+@pytest.mark.parametrize("watch", WATCH_MODES)
+async def test_outbox_files_are_complete_at_the_moment_they_appear(start, folders, control, watch):
+    await start(watch)
+    first_sight: dict[str, bytes] = {}
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for path in folders.outbox.glob("*") if folders.outbox.exists() else ():
+                if not path.name.startswith(".") and path.name not in first_sight:
+                    first_sight[path.name] = path.read_bytes()
+
+    watcher = threading.Thread(target=reader)
+    watcher.start()
+    try:
+        for n in range(5):
+            tones_file(folders.inbox / f"part{n}.wav", [300 + 100 * n] * 8)
+        await wait_until(lambda: len(folders.outputs()) == 10, timeout=90)
+    finally:
+        stop.set()
+        watcher.join()
+    assert set(first_sight) == folders.outputs()
+    for name, seen in first_sight.items():
+        assert seen == (folders.outbox / name).read_bytes(), f"{name} was visible before it was complete"
+
+
+@pytest.mark.parametrize("watch", WATCH_MODES)
+async def test_a_daemon_stopped_mid_batch_finishes_it_after_a_restart(start, folders, control, watch):
+    control.parent.mkdir(parents=True, exist_ok=True)
+    control.write_text('{"delay": 0.15}')
+    first = await start(watch)
+    names = [f"talk{n}" for n in range(6)]
+    for n, name in enumerate(names):
+        tones_file(folders.inbox / f"{name}.wav", [300 + 100 * n, 900])
+    await wait_until(lambda: len([n for n in folders.outputs() if n.endswith(".txt")]) >= 2, timeout=90)
+    await first.close()
+    tones_file(folders.inbox / "while-down.wav", [1200, 1300])
+    await start(watch)
+    names.append("while-down")
+    await wait_until(lambda: {n for n in folders.outputs() if n.endswith(".txt")} == {f"{n}.txt" for n in names},
+                     timeout=120)
+    jobs = await transcriptions()
+    assert sorted(job.filename for job in jobs) == sorted(f"{name}.wav" for name in names)
+    rows = await InboxFile._meta.database.list(InboxFile.select())
+    assert sorted(row.name for row in rows) == sorted(f"{name}.wav" for name in names)
+    assert all(row.status == "done" for row in rows)
+    assert calls(control) <= len(names) + 1  # at most the one job interrupted by the stop is redone
+    assert sorted(path.name for path in (folders.inbox / "done").iterdir()) == sorted(f"{n}.wav" for n in names)
+
+
+async def test_an_outbox_inside_its_inbox_is_refused_at_start_up(make_config, folders):
+    spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.inbox / "out"))
+    with pytest.raises(InboxError, match="must not be the inbox or inside it"):
+        create_app(dataclasses.replace(make_config(), inbox=(spec,)))
+    same = dataclasses.replace(spec, outbox=str(folders.inbox))
+    with pytest.raises(InboxError, match="must not be the inbox or inside it"):
+        create_app(dataclasses.replace(make_config(), inbox=(same,)))
+
+
+async def test_an_unknown_format_or_user_is_refused_at_start_up(make_config, folders, aiohttp_client,
+                                                                database_url):
+    spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), formats=("pdf",))
+    with pytest.raises(InboxError, match="unknown format"):
+        create_app(dataclasses.replace(make_config(database_url), inbox=(spec,)))
+    nobody = dataclasses.replace(spec, formats=("txt",), user="nobody")
+    with pytest.raises(InboxError, match="there is no user 'nobody'"):
+        await aiohttp_client(create_app(dataclasses.replace(make_config(database_url), inbox=(nobody,))))
