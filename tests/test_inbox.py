@@ -254,3 +254,29 @@ async def test_an_unknown_format_or_user_is_refused_at_start_up(make_config, fol
     nobody = dataclasses.replace(spec, formats=("txt",), user="nobody")
     with pytest.raises(InboxError, match="there is no user 'nobody'"):
         await aiohttp_client(create_app(dataclasses.replace(make_config(database_url), inbox=(nobody,))))
+
+
+async def test_an_inbox_can_name_its_own_model(start, folders, control, tmp_path):
+    course_model = tmp_path / "course-model" / "control.json"
+    course_model.parent.mkdir()
+    course_model.write_text("{}")
+    await start(model=str(course_model))
+    tones_file(folders.inbox / "seminar.wav", [500, 600])
+    await wait_until(lambda: "seminar.txt" in folders.outputs())
+    [job] = await transcriptions()
+    assert job.options == {"model": str(course_model)}
+    assert job.model_name == "FAKE tone detector (control.json)" and calls(course_model) == 1
+    assert calls(control) == 0
+
+
+async def test_inbox_files_wait_their_turn_and_are_kept_beyond_the_upload_quota(
+        database_url, make_config, control, folders, owner, aiohttp_client):
+    sections = fake_sections(control)
+    sections["limits"] = {"min_audio_secs": 1.0, "active_jobs_per_user": 1, "max_transcriptions_per_user": 2}
+    spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), settle_secs=0.5,
+                       scan_secs=0.2)
+    await aiohttp_client(create_app(dataclasses.replace(make_config(database_url, sections), inbox=(spec,))))
+    for n in range(4):
+        tones_file(folders.inbox / f"week{n}.wav", [300 + 100 * n, 1000])
+    await wait_until(lambda: len(folders.outputs()) == 4)
+    assert len(await transcriptions()) == 4
