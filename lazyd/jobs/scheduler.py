@@ -14,7 +14,7 @@ import logging
 import secrets
 import socket
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from ..backend import Segment, TranscribeOptions
@@ -40,6 +40,17 @@ def transcribe_options(config: Config, job_options: dict) -> TranscribeOptions:
 
 
 @dataclass
+class Run:
+    """One attempt at one job: the worker doing it and the lease it holds (per slot, so two slots of one
+    daemon can never both believe they own a job)."""
+
+    job: Transcription
+    worker: WorkerProcess
+    owner: str
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
 class Progress:
     """Audio seconds done in this run, to estimate the time left."""
 
@@ -60,7 +71,8 @@ class Scheduler:
         self.setup = setup
         node = config.scheduler.node_name or socket.gethostname()
         self.node_prefix = f"{node}/"
-        self.owner = f"{node}/{secrets.token_hex(4)}"
+        self.owner = f"{node}/{secrets.token_hex(4)}/"
+        """This run of the daemon; each slot holds its leases as ``<owner><slot>``."""
         self.lease = timedelta(seconds=config.scheduler.lease_secs)
         self.timeouts = Timeouts(stall=config.scheduler.stall_timeout_secs,
                                  cancel_grace=config.scheduler.cancel_grace_secs)
@@ -96,14 +108,14 @@ class Scheduler:
         try:
             while True:
                 worker = self._workers[slot] = await self._warm_worker(worker)
-                job = await self._claim()
+                job = await self._claim(f"{self.owner}{slot}")
                 if job is None:
                     await self._idle()
                     continue
                 if worker.setup != (needed := self._setup_for(job)):
                     await worker.close()
                     worker = self._workers[slot] = await self._warm_worker(None, needed)
-                await self._run_job(job, worker)
+                await self._run_job(Run(job, worker, job.lease_owner))
         finally:
             self._workers.pop(slot, None)
             if worker is not None:
@@ -131,10 +143,10 @@ class Scheduler:
                 await asyncio.sleep(delay)
         return worker
 
-    async def _claim(self) -> Transcription | None:
+    async def _claim(self, owner: str) -> Transcription | None:
         """The next runnable job; ``None`` also when the database failed (logged; tried again at the next poll)."""
         try:
-            return await self.states.claim(self.owner, self.lease)
+            return await self.states.claim(owner, self.lease)
         except Exception:
             log.exception("cannot claim a job; trying again shortly")
             return None
@@ -145,48 +157,52 @@ class Scheduler:
                 await self._wake.wait()
         self._wake.clear()
 
-    async def _run_job(self, job: Transcription, worker: WorkerProcess) -> None:
-        cancelled = self._cancels.setdefault(job.id, asyncio.Event())
-        heartbeat = asyncio.create_task(self._heartbeat(job.id, cancelled))
+    async def _run_job(self, run: Run) -> None:
+        self._cancels[run.job.id] = run.cancelled
+        heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
-            await self._attempt(job, worker, cancelled)
+            await self._attempt(run)
         except asyncio.CancelledError:
-            await asyncio.shield(self._give_back(job.id, worker))
+            await asyncio.shield(self._give_back(run))
             raise
         except Exception:  # the database failed, say: the job is run again when its lease has expired
             log.exception("transcription %d: stopped by an unexpected error; it resumes when its lease expires",
-                          job.id)
-            await worker.kill()
+                          run.job.id)
+            await run.worker.kill()
         finally:
             heartbeat.cancel()
-            self._cancels.pop(job.id, None)
+            self._cancels.pop(run.job.id, None)
 
-    async def _attempt(self, job: Transcription, worker: WorkerProcess, cancelled: asyncio.Event) -> None:
+    async def _attempt(self, run: Run) -> None:
         """One attempt at the job's unfinished chunks; a failure in the worker counts as a failed attempt."""
+        job, worker = run.job, run.worker
         log.info("transcription %d: started (attempt %d)", job.id, job.error_count + 1)
         try:
-            if await self._run_chunks(job, worker, cancelled):
-                await self.states.complete(job.id, self.owner, worker.description)
+            if await self._run_chunks(run):
+                await self.states.complete(job.id, run.owner, worker.description)
                 log.info("transcription %d: completed", job.id)
         except (WorkerError, OSError) as error:
             log.warning("transcription %d: attempt failed: %s", job.id, error)
             if isinstance(error, WorkerDied):
                 await worker.kill()
-            await self.states.record_error(job.id, self.owner, str(error))
+            await self.states.record_error(job.id, run.owner, str(error))
 
-    async def _give_back(self, job_id: int, worker: WorkerProcess) -> None:
+    async def _give_back(self, run: Run) -> None:
         """Daemon shutdown: stop the chunk and return the job to the queue for the next start."""
-        await worker.kill()
-        await self.states.release(job_id, self.owner)
+        await run.worker.kill()
+        await self.states.release(run.job.id, run.owner)
 
-    async def _run_chunks(self, job: Transcription, worker: WorkerProcess, cancelled: asyncio.Event) -> bool:
+    async def _run_chunks(self, run: Run) -> bool:
         """Every unfinished chunk in order; ``False`` when the job was cancelled or its lease lost."""
+        job, worker, cancelled = run.job, run.worker, run.cancelled
         done = await self._finished_chunks(job.id)
         options = transcribe_options(self.config, job.options)
         pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
         resumed_at = pending[0][1][0] if pending else job.audio_len_secs
         progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
         for chunk_no, (start, end) in pending:
+            if cancelled.is_set():  # a cancel that came between two chunks: do not start the next one
+                return False
             segments: list[Segment] = []
 
             def on_segment(segment: Segment, chunk_no: int = chunk_no, start: float = start) -> None:
@@ -196,7 +212,7 @@ class Scheduler:
             request = ChunkRequest(job.audio_path, start, end, options)
             if not await worker.transcribe(request, on_segment, cancelled):
                 return False
-            if not await self.states.save_chunk(job.id, self.owner, _chunk_result(chunk_no, start, end, segments)):
+            if not await self.states.save_chunk(job.id, run.owner, _chunk_result(chunk_no, start, end, segments)):
                 return False
         return not cancelled.is_set()
 
@@ -213,21 +229,21 @@ class Scheduler:
             TranscriptionChunk.transcription == job_id)
         return {row.chunk_no for row in await TranscriptionChunk._meta.database.list(query)}
 
-    async def _heartbeat(self, job_id: int, cancelled: asyncio.Event) -> None:
+    async def _heartbeat(self, run: Run) -> None:
         """Renew the lease; when it is lost (cancelled through any daemon, or taken over), stop the job."""
         interval = max(self.lease.total_seconds() / 6, 0.2)
-        while not cancelled.is_set():
+        while not run.cancelled.is_set():
             await asyncio.sleep(interval)
-            if not await self._renewed(job_id):
-                log.info("transcription %d: lease lost (cancelled or taken over); stopping", job_id)
-                cancelled.set()
+            if not await self._renewed(run):
+                log.info("transcription %d: lease lost (cancelled or taken over); stopping", run.job.id)
+                run.cancelled.set()
 
-    async def _renewed(self, job_id: int) -> bool:
+    async def _renewed(self, run: Run) -> bool:
         """Whether the lease is still ours; a renewal the database failed is tried again at the next beat."""
         try:
-            return await self.states.renew(job_id, self.owner, self.lease)
+            return await self.states.renew(run.job.id, run.owner, self.lease)
         except Exception:
-            log.warning("transcription %d: cannot renew the lease; trying again", job_id, exc_info=True)
+            log.warning("transcription %d: cannot renew the lease; trying again", run.job.id, exc_info=True)
             return True
 
 

@@ -173,15 +173,17 @@ class JobStates:
         await self._announce(rows[0])
         return rows[0]
 
-    async def requeue_abandoned(self, node_prefix: str, owner: str) -> list[int]:
+    async def requeue_abandoned(self, node_prefix: str, run_prefix: str) -> list[int]:
         """Requeue jobs an earlier run of this node left ``in_progress`` (killed, power cut), at once.
 
+        Leases are named ``<node>/<run>/<slot>``: those of this node but not of this run are abandoned.
         Other nodes' jobs are left alone: they come back through :meth:`claim` when their lease expires.
         """
+        def starts(prefix: str) -> peewee.Expression:
+            return peewee.fn.SUBSTR(Transcription.lease_owner, 1, len(prefix)) == prefix
+
         query = Transcription.select(Transcription.id).where(
-            Transcription.current_state == IN_PROGRESS,
-            peewee.fn.SUBSTR(Transcription.lease_owner, 1, len(node_prefix)) == node_prefix,
-            Transcription.lease_owner != owner)
+            Transcription.current_state == IN_PROGRESS, starts(node_prefix), ~starts(run_prefix))
         requeued = []
         for row in await self.store.db.list(query):
             if await self._move(row.id, (IN_PROGRESS,), QUEUED) is not None:

@@ -169,7 +169,11 @@ class WorkerProcess:
         if not line:
             code = await self._process.wait()
             raise WorkerDied(f"the worker process {_exit_description(code)}")
-        message = json.loads(line)
+        try:
+            message = json.loads(line)
+        except json.JSONDecodeError:  # a half-written line: the worker died while answering
+            await self.kill()
+            raise WorkerDied(f"the worker process sent a broken message and was killed: {line[:80]!r}") from None
         if message["event"] == "fatal":
             raise WorkerStartFailed(message["message"])
         return message
