@@ -73,6 +73,17 @@ class Exporter(ABC):
         yield self.render(transcript, options)
 
 
+class StreamingExporter(Exporter):
+    """An exporter written piece by piece: implement :meth:`stream`, and :meth:`render` joins it."""
+
+    @abstractmethod
+    def stream(self, transcript: Transcript, options: ExportOptions) -> Iterator[bytes]:
+        """The file in pieces, in order."""
+
+    def render(self, transcript: Transcript, options: ExportOptions) -> bytes:
+        return b"".join(self.stream(transcript, options))
+
+
 @dataclass(frozen=True)
 class Paragraph:
     start: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -31,22 +32,29 @@ async def _postgres_problem() -> str | None:
     return None
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'lazyd.sqlite3'}"
-        return
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A fresh PostgreSQL schema, dropped afterwards; the test is skipped, saying why, without a server."""
     if problem := await _postgres_problem():
         pytest.skip(f"skipping the PostgreSQL run: {problem}")
     schema = f"lazyd_test_{secrets.token_hex(6)}"
     admin = await asyncpg.connect(POSTGRES_URL)
     await admin.execute(f"CREATE SCHEMA {schema}")
     try:
-        yield f"{POSTGRES_URL}?search_path={schema}"
+        yield schema
     finally:
         await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         await admin.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database: a SQLite file, or a PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lazyd.sqlite3'}"
+        return
+    async with postgres_schema() as schema:
+        yield f"{POSTGRES_URL}?search_path={schema}"
 
 
 @pytest.fixture

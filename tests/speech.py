@@ -25,6 +25,20 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 16_000
 """The rate :func:`read_16k` returns, the one backends take."""
 
+LECTURE_SENTENCES = [  # about a minute of lecture speech, joined with pauses: two of Whisper's 30 s windows
+    "Good morning, and welcome back to the course on thermodynamics.",
+    "Last week we defined entropy as a measure of how many microscopic states fit one macroscopic state.",
+    "Today we will use that idea to explain why heat flows from hot bodies to cold ones.",
+    "Imagine two blocks of copper placed side by side inside an insulated box.",
+    "One block starts at a high temperature and the other starts at a low temperature.",
+    "After a while both blocks reach the same temperature and stay there.",
+    "The total energy never changed, but the number of available states grew enormously.",
+    "This is the second law of thermodynamics in its statistical form.",
+    "A refrigerator does not break this law, because it needs work from outside to move the heat.",
+    "The entropy it removes from the cold inside is more than paid for by the warm kitchen around it.",
+    "Next time we will connect these ideas to the efficiency of refrigerators and heat pumps.",
+]
+
 
 @functools.cache
 def voice() -> PiperVoice:

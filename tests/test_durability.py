@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -25,7 +24,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from conftest import POSTGRES_URL, _postgres_problem
+from conftest import POSTGRES_URL, postgres_schema
 from pipeline_helpers import TONES, expected_text, tone_sequence
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -80,16 +79,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield Database("", sqlite_path=tmp_path / "data" / "lazyd.sqlite3")
         return
-    if problem := await _postgres_problem():
-        pytest.skip(f"skipping the PostgreSQL run: {problem}")
-    schema = f"lazyd_durability_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(POSTGRES_URL)
-    await admin.execute(f"CREATE SCHEMA {schema}")
-    try:
+    async with postgres_schema() as schema:
         yield Database(f"{POSTGRES_URL}?search_path={schema}", schema=schema)
-    finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        await admin.close()
 
 
 # -- the daemon as a subprocess ------------------------------------------------------------------------------

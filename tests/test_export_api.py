@@ -6,6 +6,7 @@ import csv
 import importlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -122,10 +123,11 @@ async def test_lazyd_export_writes_a_stored_transcription(tmp_path, accounts, cl
 @pytest.fixture(scope="module")
 def csv_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """examples/lazyd-exporter-csv installed (with its entry point) into a directory of its own."""
+    source = tmp_path_factory.mktemp("csv-plugin-source") / "lazyd-exporter-csv"
+    shutil.copytree(REPO / "examples" / "lazyd-exporter-csv", source)  # building writes next to the sources
     target = tmp_path_factory.mktemp("csv-plugin")
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(REPO / "examples" / "lazyd-exporter-csv")],
-                   check=True, capture_output=True, timeout=300)
+                    "--target", str(target), str(source)], check=True, capture_output=True, timeout=300)
     return target
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.metadata
 import inspect
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +16,17 @@ import pytest
 from lazyd_faster_whisper import (FasterWhisperBackend, FasterWhisperModel, ModelNotFoundError, choose_device,
                                   resolve_model)
 
+import corpus
 from lazyd import hookspecs
 from lazyd.backend import Backend, ModelSpec, Segment, TranscribeOptions
-from speech import joined_speech_file, read_16k, speech_file
+from speech import LECTURE_SENTENCES, joined_speech_file, read_16k, speech_file
 from wer import wer, word_errors
-
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 LECTURE = ("Today we look at how heat engines turn thermal energy into mechanical work. "
            "The efficiency of an ideal engine depends only on the temperatures of the hot and cold reservoirs. "
            "No real engine can do better than this limit.")
 
-LONG_LECTURE = [  # about a minute of speech: two of Whisper's 30 second windows
-    "Good morning, and welcome back to the course on thermodynamics.",
-    "Last week we defined entropy as a measure of how many microscopic states fit one macroscopic state.",
-    "Today we will use that idea to explain why heat flows from hot bodies to cold ones.",
-    "Imagine two blocks of copper placed side by side inside an insulated box.",
-    "One block starts at a high temperature and the other starts at a low temperature.",
-    "After a while both blocks reach the same temperature and stay there.",
-    "The total energy never changed, but the number of available states grew enormously.",
-    "This is the second law of thermodynamics in its statistical form.",
-    "A refrigerator does not break this law, because it needs work from outside to move the heat.",
-    "The entropy it removes from the cold inside is more than paid for by the warm kitchen around it.",
-    "Next time we will connect these ideas to the efficiency of refrigerators and heat pumps.",
-]
+LONG_LECTURE = LECTURE_SENTENCES  # about a minute of speech: two of Whisper's 30 second windows
 
 
 @pytest.fixture(scope="module")
@@ -279,20 +264,14 @@ def test_word_error_rate_normalises_like_the_corpus_readme() -> None:
     assert word_errors("the cat sat on the mat", "the cat sat on a mat today") == (2, 6)
 
 
-def corpus_rows() -> Iterator[dict[str, str]]:
-    with open(CORPUS / "references.tsv", newline="", encoding="utf-8") as table:
-        yield from csv.DictReader(table, delimiter="\t", quoting=csv.QUOTE_NONE)
-
-
-@pytest.mark.skipif(not (CORPUS / "references.tsv").exists(),
-                    reason=f"the real-speech corpus is not at {CORPUS} (it lives outside the repository)")
+@pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
 def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWhisperModel) -> None:
     from faster_whisper import decode_audio
 
     total_edits = total_words = 0
     per_file = []
-    for row in corpus_rows():
-        audio = decode_audio(str(CORPUS / row["filename"]))
+    for row in corpus.rows():
+        audio = decode_audio(str(corpus.CORPUS / row["filename"]))
         hypothesis = text_of(list(model.transcribe(audio, TranscribeOptions(beam_size=5))))
         edits, words = word_errors(row["reference"], hypothesis)
         total_edits, total_words = total_edits + edits, total_words + words

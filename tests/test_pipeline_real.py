@@ -7,7 +7,6 @@ cut inside the pauses, transcribed by the worker process and followed live over 
 from __future__ import annotations
 
 import asyncio
-import csv
 import gc
 import logging
 import wave
@@ -20,27 +19,14 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
+import corpus
 from lazyd.store import Transcription
 from lazyd.web import create_app
 from pipeline_helpers import upload, wait_for_state
-from speech import SAMPLE_RATE, joined_speech_file, read_16k
+from speech import LECTURE_SENTENCES, SAMPLE_RATE, joined_speech_file, read_16k
 from wer import wer
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
-
-LECTURE = [  # the same sentences as test_faster_whisper_backend.LONG_LECTURE, so the speech cache is shared
-    "Good morning, and welcome back to the course on thermodynamics.",
-    "Last week we defined entropy as a measure of how many microscopic states fit one macroscopic state.",
-    "Today we will use that idea to explain why heat flows from hot bodies to cold ones.",
-    "Imagine two blocks of copper placed side by side inside an insulated box.",
-    "One block starts at a high temperature and the other starts at a low temperature.",
-    "After a while both blocks reach the same temperature and stay there.",
-    "The total energy never changed, but the number of available states grew enormously.",
-    "This is the second law of thermodynamics in its statistical form.",
-    "A refrigerator does not break this law, because it needs work from outside to move the heat.",
-    "The entropy it removes from the cold inside is more than paid for by the warm kitchen around it.",
-    "Next time we will connect these ideas to the efficiency of refrigerators and heat pumps.",
-]
+LECTURE = LECTURE_SENTENCES
 PAUSE_SECS = 1.0
 CHUNK_SECS = 25.0
 """About 59 s of speech: cuts near 25 s and 50 s, three chunks."""
@@ -230,11 +216,10 @@ async def test_a_lecture_is_transcribed_in_chunks_cut_in_pauses_and_followed_liv
 
 
 async def test_a_corpus_recording_is_transcribed_accurately(client, accounts):
-    recording = CORPUS / "jfk.flac"
-    if not recording.exists():
-        pytest.skip(f"the shared corpus is not here ({CORPUS} has no jfk.flac)")
-    with (CORPUS / "references.tsv").open(newline="", encoding="utf-8") as table:
-        reference = {row["filename"]: row["reference"] for row in csv.DictReader(table, delimiter="\t")}
+    if not corpus.available():
+        pytest.skip(corpus.MISSING_REASON)
+    recording = corpus.CORPUS / "jfk.flac"
+    reference = corpus.references()
     headers = await accounts.headers("alice", can_interact=True)
     response = await upload(client, headers, recording)
     assert response.status == 200, await response.text()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .. import hookimpl
 from ..backend import Segment, Word
-from ..exporters import ExportOptions, Exporter, Transcript, clock
+from ..exporters import ExportOptions, Exporter, StreamingExporter, Transcript, clock
 
 MIN_CUE_SECS = 0.2
 LINE_CHARS = 42
@@ -92,14 +92,11 @@ def wrap(text: str, width: int = LINE_CHARS) -> str:
     return f"{text[:cut]}\n{text[cut + 1:]}"
 
 
-class SrtExporter(Exporter):
+class SrtExporter(StreamingExporter):
     name = "srt"
     media_type = "application/x-subrip; charset=utf-8"
     suffix = "srt"
     description = "SubRip subtitles"
-
-    def render(self, transcript: Transcript, options: ExportOptions) -> bytes:
-        return b"".join(self.stream(transcript, options))
 
     def stream(self, transcript: Transcript, options: ExportOptions) -> Iterator[bytes]:
         for number, cue in enumerate(cues(transcript, options), start=1):
@@ -112,14 +109,11 @@ def _srt_text(text: str) -> str:
     return text.replace("-->", "→")
 
 
-class VttExporter(Exporter):
+class VttExporter(StreamingExporter):
     name = "vtt"
     media_type = "text/vtt; charset=utf-8"
     suffix = "vtt"
     description = "WebVTT subtitles"
-
-    def render(self, transcript: Transcript, options: ExportOptions) -> bytes:
-        return b"".join(self.stream(transcript, options))
 
     def stream(self, transcript: Transcript, options: ExportOptions) -> Iterator[bytes]:
         yield b"WEBVTT\n\n"

@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from .. import hookimpl
-from ..exporters import ExportOptions, Exporter, Transcript, clock, paragraphs
+from ..exporters import ExportOptions, Exporter, StreamingExporter, Transcript, clock, paragraphs
 
 
-class TextExporter(Exporter):
+class TextExporter(StreamingExporter):
     name = "txt"
     media_type = "text/plain; charset=utf-8"
     suffix = "txt"
     description = "plain text: chunk texts joined by a blank line, or timestamped segments"
-
-    def render(self, transcript: Transcript, options: ExportOptions) -> bytes:
-        return b"".join(self.stream(transcript, options))
 
     def stream(self, transcript: Transcript, options: ExportOptions) -> Iterator[bytes]:
         if not options.timestamps:
@@ -26,14 +23,11 @@ class TextExporter(Exporter):
                 yield f"[{clock(segment.start)}] {text}\n".encode("utf-8")
 
 
-class MarkdownExporter(Exporter):
+class MarkdownExporter(StreamingExporter):
     name = "md"
     media_type = "text/markdown; charset=utf-8"
     suffix = "md"
     description = "Markdown: a heading, the recording's details, timestamped paragraphs"
-
-    def render(self, transcript: Transcript, options: ExportOptions) -> bytes:
-        return b"".join(self.stream(transcript, options))
 
     def stream(self, transcript: Transcript, options: ExportOptions) -> Iterator[bytes]:
         yield f"# {_escape(transcript.title)}\n\n".encode("utf-8")

@@ -6,12 +6,12 @@ from aiohttp import web
 
 from .. import users
 from ..auth import REFRESH
-from ..store import User
 from ..validation import Field, password_problem, query_int, username_problem
 from .body import json_object
-from .errors import conflict, forbidden, not_found, unauthorized
+from .errors import conflict, forbidden, unauthorized
 from .keys import CONFIG, HASHER, TOKENS
 from .security import current_user, require_admin_token_or_admin, user_from_token
+from .user_routes import change_user
 
 CREDENTIALS = (
     Field("username", str, required=True, check=username_problem),
@@ -62,9 +62,4 @@ async def patch(request: web.Request) -> web.Response:
     """The seed's ``PATCH /auth/patch?user_id=N``: password and ``can_interact`` of any user."""
     user_id = query_int(request.query, "user_id")
     await require_admin_token_or_admin(request)
-    changes = await json_object(request, *SELF_CHANGES)
-    user = await User.aget_or_none(User.id == user_id)
-    if user is None:
-        raise not_found("User not found")
-    updated = await users.update_user(request.app[HASHER], user, users.UserChanges(**changes))
-    return web.json_response(users.user_json(updated))
+    return await change_user(request, user_id, await json_object(request, *SELF_CHANGES))

@@ -32,7 +32,11 @@ async def list_users(request: web.Request) -> web.Response:
 async def patch_user(request: web.Request) -> web.Response:
     await current_user(request, admin=True)
     user_id = _path_id(request)
-    changes = await json_object(request, *ADMIN_CHANGES)
+    return await change_user(request, user_id, await json_object(request, *ADMIN_CHANGES))
+
+
+async def change_user(request: web.Request, user_id: int, changes: dict) -> web.Response:
+    """Apply validated ``changes`` to the user ``user_id`` and answer with the user; 404 when there is none."""
     user = await User.aget_or_none(User.id == user_id)
     if user is None:
         raise not_found("User not found")
