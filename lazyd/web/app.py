@@ -81,9 +81,9 @@ def token_issuer(config: Config) -> TokenIssuer:
 
 
 async def _password_hasher(app: web.Application) -> AsyncIterator[None]:
-    """bcrypt gets its own low-priority threads, one core fewer than the machine has, so that a burst of
-    logins queues among itself while the event loop and the database threads keep a core and win it."""
-    executor = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="bcrypt",
+    """bcrypt gets its own threads, one per core and at low priority: a burst of logins queues among itself
+    and uses idle CPU, while the event loop and the database threads win the CPU whenever they need it."""
+    executor = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bcrypt",
                                   initializer=_lower_thread_priority)
     app[HASHER] = PasswordHasher(app[CONFIG].auth.bcrypt_rounds, executor)
     try:
