@@ -133,9 +133,12 @@ class Inbox:
 
     def _start_observer(self, loop: asyncio.AbstractEventLoop):
         """inotify through watchdog, unless told to poll or the folder is on a network file system."""
-        fs = filesystem_type(self.folder)
-        if self.spec.watch == "poll" or (self.spec.watch == "auto" and fs in NETWORK_FILESYSTEMS):
-            self.mode = f"polling every {self.spec.scan_secs:g} s" + (f" ({fs})" if fs else "")
+        polling = f"polling every {self.spec.scan_secs:g} s"
+        if self.spec.watch == "poll":
+            self.mode = polling
+            return None
+        if self.spec.watch == "auto" and (fs := filesystem_type(self.folder)) in NETWORK_FILESYSTEMS:
+            self.mode = f"{polling} ({fs} is a network file system: no inotify events)"
             return None
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers.inotify import InotifyObserver
@@ -153,7 +156,7 @@ class Inbox:
         except OSError as error:
             if self.spec.watch == "inotify":
                 raise InboxError(f"inbox {self.folder}: inotify is not available: {error}") from None
-            self.mode = f"polling every {self.spec.scan_secs:g} s (inotify unavailable: {error.strerror})"
+            self.mode = f"{polling} (inotify unavailable: {error.strerror})"
             return None
         self.mode = "inotify"
         return observer

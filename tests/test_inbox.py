@@ -280,3 +280,32 @@ async def test_inbox_files_wait_their_turn_and_are_kept_beyond_the_upload_quota(
         tones_file(folders.inbox / f"week{n}.wav", [300 + 100 * n, 1000])
     await wait_until(lambda: len(folders.outputs()) == 4)
     assert len(await transcriptions()) == 4
+
+
+async def test_several_inboxes_are_watched_at_once_each_for_its_own_user(
+        database_url, make_config, control, tmp_path, owner, aiohttp_client):
+    store = await Store.open(database_url, pool_size=1)
+    await users.create_user(PasswordHasher(4), "bobby", PASSWORD)
+    await store.close()
+    physics, chemistry = Folders(tmp_path / "physics"), Folders(tmp_path / "chemistry")
+    specs = (InboxConfig(path=str(physics.inbox), user="alice", outbox=str(physics.outbox), watch="inotify",
+                         settle_secs=0.5, scan_secs=0.2),
+             InboxConfig(path=str(chemistry.inbox), user="bobby", outbox=str(chemistry.outbox), watch="poll",
+                         formats=("json",), settle_secs=0.5, scan_secs=0.2))
+    client = await aiohttp_client(create_app(dataclasses.replace(make_config(database_url, fake_sections(control)),
+                                                                 inbox=specs)))
+    tones_file(physics.inbox / "waves.wav", [300, 400])
+    tones_file(chemistry.inbox / "bonds.wav", [500, 600])
+    await wait_until(lambda: physics.outputs() == {"waves.txt"} and chemistry.outputs() == {"bonds.json"})
+    owners = {job.filename: job.creator_id for job in await transcriptions()}
+    assert owners["waves.wav"] != owners["bonds.wav"]
+    health = await (await client.get("/health")).json()
+    assert [(inbox["user"], inbox["watching"]) for inbox in health["inboxes"]] == [
+        ("alice", "inotify"), ("bobby", "polling every 0.2 s")]
+
+
+def test_network_file_systems_are_recognised_from_the_mount_table(tmp_path):
+    from lazyd.inbox import NETWORK_FILESYSTEMS, filesystem_type
+
+    assert filesystem_type(tmp_path) not in NETWORK_FILESYSTEMS
+    assert filesystem_type(Path("/proc/self")) == "proc"

@@ -6,7 +6,7 @@ import peewee
 from aiohttp import web
 
 from ..store import Transcription
-from .keys import BACKEND_STATUS, SCHEDULER, STORE
+from .keys import BACKEND_STATUS, INBOXES, SCHEDULER, STORE
 
 
 async def health(request: web.Request) -> web.Response:
@@ -14,7 +14,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def details(request: web.Request) -> web.Response:
-    """What runs here: the database, the backend chosen and why, the workers and the queue."""
+    """What runs here: the database, the backend chosen and why, the workers, the queue, the inboxes."""
     store = request.app[STORE]
     healthy = await store.healthy()
     return web.json_response({
@@ -22,6 +22,8 @@ async def details(request: web.Request) -> web.Response:
         "database": {"ok": healthy, "url": store.describe()},
         "backend": _backend(request),
         "queue": await _queue_counts() if healthy else {},
+        "inboxes": [{"path": str(inbox.folder), "user": inbox.owner.username, "outbox": str(inbox.outbox),
+                     "watching": inbox.mode} for inbox in request.app[INBOXES]],
     })
 
 
