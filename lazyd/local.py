@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from .aio import stop_task
 from .config import Config
 from .exporters import Transcript
 from .jobs.events import Event, EventHub
@@ -65,8 +66,7 @@ async def _run(config: Config, store: Store, setup: WorkerSetup, path: Path, opt
         try:
             await _until_final(queue, on_event)
         finally:
-            running.cancel()
-            await asyncio.gather(running, return_exceptions=True)
+            await stop_task(running)
     final = await Transcription.aget_by_id(job.id)
     return LocalResult(await load_transcript(final), final.last_error)
 

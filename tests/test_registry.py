@@ -115,3 +115,19 @@ def test_an_exporter_name_taken_by_a_built_in_stops_start_up(monkeypatch):
     name = _plugin_module(monkeypatch, "clash_plugin", lazyd_register_exporters=lambda: [TextExporter()])
     with pytest.raises(PluginError, match="exporter name 'txt' is registered twice"):
         load_registry(load_entrypoints=False, modules=[name])
+
+
+def test_the_worker_leaves_a_core_to_the_daemon_unless_told_otherwise():
+    import dataclasses
+    import os
+
+    from lazyd.config import Config, TranscriptionConfig
+    from lazyd.jobs.setup import model_spec
+    from lazyd.registry import BackendChoice
+
+    choice = BackendChoice(_Named("cpuonly", [DeviceSupport("cpu", True, "")]), "cpu", "test")
+    default = model_spec(Config(data_dir="/tmp/x"), choice)
+    assert default.cpu_threads == max(1, (os.cpu_count() or 1) - 1)
+    assert default.models_dir == "/tmp/x/models" and default.device == "cpu"
+    configured = dataclasses.replace(Config(data_dir="/tmp/x"), transcription=TranscriptionConfig(cpu_threads=3))
+    assert model_spec(configured, choice).cpu_threads == 3

@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from ..aio import stop_task
 from ..auth import PasswordHasher, TokenIssuer, load_or_create_secret
 from ..config import Config
 from ..inbox import Inbox, InboxError, check_inbox
@@ -145,17 +146,6 @@ async def _inboxes(app: web.Application) -> list[Inbox]:
         inboxes.append(Inbox(spec, owner, config, app[STATES], app[REGISTRY].exporters,
                              wake_scheduler=lambda: app[SCHEDULER].wake() if SCHEDULER in app else None))
     return inboxes
-
-
-async def stop_task(task: asyncio.Task[None]) -> None:
-    """Cancel ``task`` and wait for it, cancelling again if a cancel gets lost.
-
-    Python 3.11's ``asyncio.wait_for`` (used inside the database driver) can swallow a cancellation
-    that arrives just as the awaited call completes; one ``cancel()`` is then not enough.
-    """
-    while not task.done():
-        task.cancel()
-        await asyncio.wait({task}, timeout=1.0)
 
 
 def _start_scheduler(app: web.Application) -> asyncio.Task[None] | None:
