@@ -247,6 +247,14 @@ async def test_bad_options_are_422_and_leave_nothing(client, accounts, tmp_path)
     assert await Transcription._meta.database.count(Transcription.select()) == 0 and audio_files(client) == []
 
 
+async def test_an_oversized_option_field_is_refused_and_leaves_nothing(client, accounts, tmp_path):
+    headers = await accounts.headers("alice", can_interact=True)
+    response = await post_file(client, headers, speechlike(tmp_path / "a.wav"), initial_prompt="x" * 20_000)
+    assert response.status == 422
+    assert (await response.json())["detail"][0]["loc"] == ["body", "initial_prompt"]
+    assert await Transcription._meta.database.count(Transcription.select()) == 0 and audio_files(client) == []
+
+
 async def test_options_are_stored_with_the_job(client, accounts, tmp_path):
     headers = await accounts.headers("alice", can_interact=True)
     response = await post_file(client, headers, speechlike(tmp_path / "a.wav"), language="en",

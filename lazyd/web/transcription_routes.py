@@ -26,6 +26,7 @@ from .security import current_user
 
 NOT_FOUND = "Transcription not found"
 UPLOAD_FIELD = "audiofile"
+OPTION_BYTES = 10_000
 OPTION_FIELDS = (
     Field("language", str, check=lambda code: None if re.fullmatch(r"[a-z]{2,3}", code)
           else "language must be an ISO 639-1 code such as 'en'"),
@@ -175,7 +176,7 @@ async def _receive(request: web.Request, limit: int) -> tuple[ingest.StoredFile,
             if part.name == UPLOAD_FIELD and stored is None:
                 stored = await _store_part(request, part, limit)
             elif part.name in {field.name for field in OPTION_FIELDS}:
-                raw_options[part.name] = (await part.text())[:10_000]
+                raw_options[part.name] = await _small_text(part)
         if stored is None:
             raise _missing_file()
         return stored, _parse_options(raw_options)
@@ -183,6 +184,19 @@ async def _receive(request: web.Request, limit: int) -> tuple[ingest.StoredFile,
         if stored is not None:
             await remove_files([str(stored.path)])
         raise
+
+
+async def _small_text(part: BodyPartReader, limit: int = OPTION_BYTES) -> str:
+    """An option field's text, read in bounded memory: a field larger than ``limit`` is refused."""
+    data = bytearray()
+    while chunk := await part.read_chunk(4096):
+        data += chunk
+        if len(data) > limit:
+            raise fail(("body", part.name), f"Value error, {part.name} is longer than {limit} bytes", "value_error")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise fail(("body", part.name), "Input should be valid UTF-8 text", "string_unicode") from None
 
 
 async def _store_part(request: web.Request, part: BodyPartReader, limit: int) -> ingest.StoredFile:
