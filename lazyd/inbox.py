@@ -214,9 +214,16 @@ class Inbox:
             self.poke()
 
     async def _already_taken(self, name: str, size: int, mtime: float) -> bool:
-        """The same file, unchanged, already has a row (it stays in place with ``after = "keep"``)."""
+        """The same file, unchanged, is in progress, or was delivered and stays in place (``after = "keep"``).
+
+        A file that was delivered and moved away, or that failed, and now lies here again was put back on
+        purpose: it is taken again (identical content then reuses the existing transcription).
+        """
+        settled = (InboxFile.status == QUEUED)
+        if self.spec.after == "keep":
+            settled |= (InboxFile.status == DONE)
         row = await InboxFile.aget_or_none(InboxFile.inbox == str(self.folder), InboxFile.name == name,
-                                           InboxFile.size == size, InboxFile.mtime == mtime)
+                                           InboxFile.size == size, InboxFile.mtime == mtime, settled)
         return row is not None
 
     async def _existing_job(self, sha256: str) -> Transcription | None:

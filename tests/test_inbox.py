@@ -309,3 +309,15 @@ def test_network_file_systems_are_recognised_from_the_mount_table(tmp_path):
 
     assert filesystem_type(tmp_path) not in NETWORK_FILESYSTEMS
     assert filesystem_type(Path("/proc/self")) == "proc"
+
+
+async def test_a_recording_put_back_after_delivery_is_delivered_again_without_a_new_transcription(
+        start, folders, control):
+    await start()
+    tones_file(folders.inbox / "again.wav", [700, 800])
+    await wait_until(lambda: (folders.inbox / "done" / "again.wav").exists())
+    (folders.outbox / "again.txt").unlink()
+    shutil.copy2(folders.inbox / "done" / "again.wav", folders.inbox / "again.wav")  # same size and time
+    await wait_until(lambda: "again.txt" in folders.outputs())
+    await wait_until(lambda: (folders.inbox / "done" / "again (2).wav").exists())
+    assert len(await transcriptions()) == 1 and calls(control) == 1
