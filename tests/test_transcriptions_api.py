@@ -348,3 +348,11 @@ async def test_a_worker_cancel_without_chunks_gives_cancelled_not_completed_part
     response = await client.post("/worker/transcription_status?secret_worker_token=w0rker-token",
                                  json={"transcription_id": job.id, "current_state": "cancelled"})
     assert (await response.json())["transcription"]["current_state"] == "cancelled"
+
+
+async def test_queued_inbox_jobs_do_not_block_an_interactive_upload(client, accounts, tmp_path):
+    headers = await accounts.headers("alice", can_interact=True)
+    alice = await User.aget(User.username == "alice")
+    await make_job(alice, "queued", source="inbox")
+    response = await post_file(client, headers, speechlike(tmp_path / "a.wav"))
+    assert response.status == 200, await response.text()

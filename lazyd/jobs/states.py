@@ -112,11 +112,15 @@ class JobStates:
 
     @staticmethod
     async def check_active(creator_id: int, quota: Quota) -> None:
-        """Raise :class:`ActiveJobLimit` when the user may not queue another job now."""
+        """Raise :class:`ActiveJobLimit` when the user may not upload another job now.
+
+        The limit is about interactive uploads: jobs from the user's inbox wait in the queue and do not count.
+        """
         if quota.active_jobs is None:
             return
         query = (Transcription.select()
-                 .where(Transcription.creator == creator_id, Transcription.current_state.in_(ACTIVE))
+                 .where(Transcription.creator == creator_id, Transcription.current_state.in_(ACTIVE),
+                        Transcription.source == "upload")
                  .order_by(Transcription.id))
         active = await Transcription._meta.database.list(query)
         if len(active) >= quota.active_jobs:
