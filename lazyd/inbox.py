@@ -117,13 +117,21 @@ class Inbox:
                  self.outbox)
         try:
             while True:
-                await self.deliver_finished()
-                await self.scan()
+                await self._round()
                 await self._wait()
         finally:
             if observer is not None:
                 observer.stop()
                 await asyncio.to_thread(observer.join, 5)
+
+    async def _round(self) -> None:
+        """Deliver what finished, take what settled; a failure (a full disk, the database away) is logged and
+        the next round tries again, so the folder is never left unwatched."""
+        try:
+            await self.deliver_finished()
+            await self.scan()
+        except Exception:
+            log.exception("inbox %s: this round failed; trying again in %g s", self.folder, self.spec.scan_secs)
 
     def _make_folders(self) -> None:
         for folder in (self.folder, self.outbox, self.folder / "failed"):
@@ -181,7 +189,10 @@ class Inbox:
                 self._sightings[name] = Sighting(size, mtime, now)
             elif now - seen.since >= self.spec.settle_secs:
                 del self._sightings[name]
-                await self._take(name, size, mtime)
+                try:
+                    await self._take(name, size, mtime)
+                except OSError as error:  # unreadable for now (permissions, a share gone): try it again later
+                    log.warning("inbox %s: cannot take %s yet: %s", self.folder, name, error)
 
     def _listing(self) -> dict[str, tuple[int, float]]:
         files = {}

@@ -321,3 +321,23 @@ async def test_a_recording_put_back_after_delivery_is_delivered_again_without_a_
     await wait_until(lambda: "again.txt" in folders.outputs())
     await wait_until(lambda: (folders.inbox / "done" / "again (2).wav").exists())
     assert len(await transcriptions()) == 1 and calls(control) == 1
+
+
+async def test_an_unreadable_file_is_retried_without_stopping_the_folder(start, folders, control, monkeypatch):
+    import lazyd.inbox
+
+    refusals = []
+    real_copy = lazyd.inbox.copy_file
+
+    def copy_file(source, directory):
+        if source.name == "locked.wav" and len(refusals) < 3:
+            refusals.append(source.name)
+            raise PermissionError(13, "Permission denied", str(source))
+        return real_copy(source, directory)
+
+    monkeypatch.setattr(lazyd.inbox, "copy_file", copy_file)
+    await start()
+    tones_file(folders.inbox / "locked.wav", [300, 400])
+    tones_file(folders.inbox / "open.wav", [500, 600])
+    await wait_until(lambda: {"open.txt", "locked.txt"} <= folders.outputs())
+    assert len(refusals) == 3
