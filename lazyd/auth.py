@@ -67,6 +67,8 @@ def password_timestamp() -> float:
 class TokenClaims:
     user_id: int
     password_timestamp: float
+    expires_at: float
+    """Unix time after which the token is no longer valid."""
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def _claims(payload: dict[str, Any], token_type: str) -> TokenClaims | None:
         return None
     if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
         return None
-    return TokenClaims(user_id=user_id, password_timestamp=float(stamp))
+    return TokenClaims(user_id=user_id, password_timestamp=float(stamp), expires_at=float(payload["exp"]))
 
 
 def secrets_equal(given: str | None, expected: str) -> bool:

@@ -87,3 +87,20 @@ async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accoun
     stale = await _connect(client, "/ws?stream=old&since=1", headers=alice)
     assert (await stale.receive_json(timeout=5))["type"] == "resync"
     await stale.close()
+
+
+async def test_the_socket_is_closed_when_its_access_token_expires(client, accounts):
+    import dataclasses
+    from datetime import timedelta
+
+    from lazyd.store import User
+    from lazyd.web.keys import TOKENS
+
+    await accounts.create("alice")
+    alice = await User.aget(User.username == "alice")
+    brief = dataclasses.replace(client.app[TOKENS], access_ttl=timedelta(seconds=1))
+    token = brief.issue_pair(alice.id, alice.password_timestamp)["access_token"]
+    ws = await client.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
+    assert (await ws.receive_json(timeout=5))["type"] == "hello"
+    message = await ws.receive(timeout=10)
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4001

@@ -4,22 +4,29 @@ Authenticate with the bearer token (``Authorization`` header, or ``?token=`` for
 set headers on a WebSocket). Browsers must come from this server's own origin or a trusted one. To catch
 up after a reconnect, pass ``?stream=S&since=N`` from the last event seen: the missed events are replayed
 in order, or a ``resync`` event says to reload state over HTTP because they are no longer available.
+The socket lives no longer than its access token: it is closed with code 4001 when the token expires.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from ..auth import ACCESS
 from ..jobs.events import Event, EventHub
 from ..store import release_connection
 from ..validation import query_int
 from .errors import forbidden, unauthorized
-from .keys import CONFIG, EVENTS
+from .keys import CONFIG, EVENTS, TOKENS
 from .security import bearer_token, user_from_token
+
+
+TOKEN_EXPIRED = 4001
+"""Close code when the access token the socket was opened with expires; the client reconnects."""
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -44,11 +51,15 @@ async def events(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[EVENTS]
+    expires_at = request.app[TOKENS].decode(token, ACCESS).expires_at
     with hub.subscribe(user.id) as queue:
         last = await _catch_up(ws, hub, user.id, request.query.get("stream", ""), since)
         closed = asyncio.create_task(_until_closed(ws))
         try:
-            await _forward(ws, hub, queue, last, closed)
+            async with asyncio.timeout(max(expires_at - time.time(), 0)):
+                await _forward(ws, hub, queue, last, closed)
+        except TimeoutError:
+            await ws.close(code=TOKEN_EXPIRED, message=b"token expired: reconnect with a fresh one and since")
         finally:
             closed.cancel()
     return ws
