@@ -45,8 +45,7 @@ class StoredFile:
 async def store_stream(read: Callable[[], Awaitable[bytes]], directory: Path, filename: str,
                        max_bytes: int) -> StoredFile:
     """Write what ``read`` yields (until it yields ``b""``) to a new file in ``directory``, hashing it."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / f"{secrets.token_hex(12)}{_safe_suffix(filename)}"
+    path = await asyncio.to_thread(_new_audio_path, directory, filename)
     digest, size = hashlib.sha256(), 0
     stream = await asyncio.to_thread(open, path, "xb")
     try:
@@ -69,8 +68,7 @@ async def store_stream(read: Callable[[], Awaitable[bytes]], directory: Path, fi
 
 def copy_file(source: Path, directory: Path) -> StoredFile:
     """Copy ``source`` into ``directory`` under a new name, hashing it on the way. Blocking: use a thread."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / f"{secrets.token_hex(12)}{_safe_suffix(source.name)}"
+    path = _new_audio_path(directory, source.name)
     digest, size = hashlib.sha256(), 0
     try:
         with open(source, "rb") as reader, open(path, "xb") as writer:
@@ -78,19 +76,29 @@ def copy_file(source: Path, directory: Path) -> StoredFile:
                 digest.update(piece)
                 writer.write(piece)
                 size += len(piece)
-            writer.flush()
-            os.fsync(writer.fileno())
+            _durable(writer)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
     return StoredFile(path, digest.hexdigest(), size, source.name)
 
 
+def _new_audio_path(directory: Path, filename: str) -> Path:
+    """A fresh, unguessable name in ``directory`` (created private), keeping a plain extension."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return directory / f"{secrets.token_hex(12)}{_safe_suffix(filename)}"
+
+
+def _durable(stream: Any) -> None:
+    """On disk before the job that points at it is committed."""
+    stream.flush()
+    os.fsync(stream.fileno())
+
+
 def _finish(stream: Any, tail: bytes) -> None:
     with stream:
         stream.write(tail)
-        stream.flush()
-        os.fsync(stream.fileno())
+        _durable(stream)
 
 
 def _discard(stream: Any, path: Path) -> None:
