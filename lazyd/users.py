@@ -9,7 +9,7 @@ import peewee
 
 from .auth import PasswordHasher, password_timestamp
 from .files import remove_files
-from .store import Transcription, User, release_connection, utcnow
+from .store import Transcription, User, fetch_page, release_connection, utcnow
 
 ROLES = ("user", "admin")
 SORT_KEYS = ("id", "username", "create_date", "update_date")
@@ -84,10 +84,7 @@ async def update_user(hasher: PasswordHasher, user: User, changes: UserChanges) 
 
 async def list_users(page: int, size: int, sort: str = "id", order: str = "asc") -> tuple[list[User], int]:
     column = getattr(User, sort)
-    query = User.select().order_by(column.asc() if order == "asc" else column.desc(), User.id)
-    users = await User._meta.database.list(query.paginate(page, size))
-    total = await User._meta.database.count(User.select())
-    return users, total
+    return await fetch_page(User.select(), page, size, column.asc() if order == "asc" else column.desc(), User.id)
 
 
 async def delete_user(user: User) -> int:

@@ -91,6 +91,13 @@ async def release_connection() -> None:
         await db.aclose()
 
 
+async def fetch_page(query: peewee.ModelSelect, page: int, size: int, *order: Any) -> tuple[list[Any], int]:
+    """One page of ``query`` in ``order`` (1-based ``page``), and how many rows the whole query has."""
+    db = query.model._meta.database
+    rows = await db.list(query.order_by(*order).paginate(page, size))
+    return rows, await db.count(query.order_by())
+
+
 def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> peewee.Database:
     """An async peewee database for ``sqlite:///path`` or ``postgresql://...``; nothing is opened yet."""
     if url.startswith("sqlite:///"):
@@ -113,6 +120,7 @@ __all__ = [
     "TranscriptionChunk",
     "User",
     "connect_database",
+    "fetch_page",
     "release_connection",
     "utcnow",
 ]

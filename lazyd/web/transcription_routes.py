@@ -17,7 +17,7 @@ from ..jobs import ingest
 from ..jobs.ingest import DurationOutOfRange, UploadTooLarge
 from ..jobs.states import ACTIVE, ActiveJobLimit, Quota, TransitionRefused
 from ..jobs.views import chunk_json, one_transcription_json, segment_json, transcriptions_json
-from ..store import Transcription, TranscriptionChunk, User, release_connection
+from ..store import Transcription, TranscriptionChunk, User, fetch_page, release_connection
 from ..validation import Field, ValidationFailed, fail, parse_object, problem, query_int
 from .body import page_json, pagination
 from .errors import ApiError, conflict, not_found
@@ -58,10 +58,7 @@ async def list_transcriptions(request: web.Request) -> web.Response:
     user = await current_user(request)
     page, size = pagination(request)
     mine = Transcription.select().where(Transcription.creator == user.id)
-    db = Transcription._meta.database
-    rows = await db.list(mine.order_by(Transcription.create_date.desc(), Transcription.id.desc())
-                         .paginate(page, size))
-    total = await db.count(mine)
+    rows, total = await fetch_page(mine, page, size, Transcription.create_date.desc(), Transcription.id.desc())
     return web.json_response(page_json(page, size, total, "transcriptions", await transcriptions_json(rows)))
 
 
@@ -70,9 +67,7 @@ async def transcript(request: web.Request) -> web.Response:
     _, job = await owned_from_query(request, "task_id")
     page, size = pagination(request)
     chunks = TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
-    db = TranscriptionChunk._meta.database
-    rows = await db.list(chunks.order_by(TranscriptionChunk.chunk_no).paginate(page, size))
-    total = await db.count(chunks)
+    rows, total = await fetch_page(chunks, page, size, TranscriptionChunk.chunk_no)
     items = [chunk_json(chunk, job.chunk_size_secs) for chunk in rows]
     return web.json_response(page_json(page, size, total, "transcriptions", items))
 
