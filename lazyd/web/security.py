@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..auth import ACCESS, secrets_equal
+from ..auth import ACCESS, TokenClaims, secrets_equal
 from ..store import User
 from .errors import forbidden, unauthorized
 from .keys import CONFIG, TOKENS
@@ -21,7 +21,11 @@ def bearer_token(request: web.Request) -> str | None:
 
 async def user_from_token(request: web.Request, token: str, token_type: str = ACCESS) -> User:
     """The active user a valid token of ``token_type`` belongs to; 401 for anything else."""
-    claims = request.app[TOKENS].decode(token, token_type)
+    return await user_from_claims(request.app[TOKENS].decode(token, token_type))
+
+
+async def user_from_claims(claims: TokenClaims | None) -> User:
+    """The active user decoded ``claims`` name, if the token is still current; 401 for anything else."""
     user = await User.aget_or_none(User.id == claims.user_id) if claims else None
     if user is None or user.password_timestamp != claims.password_timestamp:
         raise unauthorized(INVALID_TOKEN)

@@ -22,7 +22,7 @@ from ..store import release_connection
 from ..validation import query_int
 from .errors import forbidden, unauthorized
 from .keys import CONFIG, EVENTS, TOKENS
-from .security import bearer_token, user_from_token
+from .security import bearer_token, user_from_claims
 
 
 TOKEN_EXPIRED = 4001
@@ -43,7 +43,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     token = bearer_token(request) or request.query.get("token")
     if not token:
         raise unauthorized("Invalid Authorization Header")
-    user = await user_from_token(request, token)
+    claims = request.app[TOKENS].decode(token, ACCESS)
+    user = await user_from_claims(claims)
     if not origin_allowed(request):
         raise forbidden("This origin may not open the event stream (see server.trusted_origins)")
     since = query_int(request.query, "since", 0, ge=0) if "since" in request.query else None
@@ -51,12 +52,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[EVENTS]
-    expires_at = request.app[TOKENS].decode(token, ACCESS).expires_at
     with hub.subscribe(user.id) as queue:
         last = await _catch_up(ws, hub, user.id, request.query.get("stream", ""), since)
         closed = asyncio.create_task(_until_closed(ws))
         try:
-            async with asyncio.timeout(max(expires_at - time.time(), 0)):
+            async with asyncio.timeout(max(claims.expires_at - time.time(), 0)):
                 await _forward(ws, hub, queue, last, closed)
         except TimeoutError:
             await ws.close(code=TOKEN_EXPIRED, message=b"token expired: reconnect with a fresh one and since")
