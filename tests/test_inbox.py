@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import os
 import shutil
 import threading
@@ -73,11 +74,17 @@ def tones_file(path: Path, freqs: list[int]) -> Path:
 
 
 async def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1) -> None:
+    """Poll ``predicate`` (plain or async) until it holds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while not await _holds(predicate):
         if time.monotonic() > deadline:
             raise AssertionError("timed out waiting")
         await asyncio.sleep(interval)
+
+
+async def _holds(predicate) -> bool:
+    result = predicate()
+    return await result if inspect.isawaitable(result) else result
 
 
 def calls(control: Path) -> int:
@@ -230,9 +237,14 @@ async def test_a_daemon_stopped_mid_batch_finishes_it_after_a_restart(start, fol
                      timeout=120)
     jobs = await transcriptions()
     assert sorted(job.filename for job in jobs) == sorted(f"{name}.wav" for name in names)
+
+    async def rows_done() -> bool:  # the row is marked done just after its outbox files appear
+        rows = await InboxFile._meta.database.list(InboxFile.select())
+        return all(row.status == "done" for row in rows)
+
+    await wait_until(rows_done)
     rows = await InboxFile._meta.database.list(InboxFile.select())
     assert sorted(row.name for row in rows) == sorted(f"{name}.wav" for name in names)
-    assert all(row.status == "done" for row in rows)
     assert calls(control) <= len(names) + 1  # at most the one job interrupted by the stop is redone
     assert sorted(path.name for path in (folders.inbox / "done").iterdir()) == sorted(f"{n}.wav" for n in names)
 
