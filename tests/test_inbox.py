@@ -57,8 +57,9 @@ def start(database_url, make_config, control, folders, owner, aiohttp_client):
     async def start_daemon(watch: str = "inotify", **inbox: object):
         sections = fake_sections(control)
         config = make_config(database_url, sections)
-        spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox),
-                           formats=("txt", "srt"), watch=watch, settle_secs=1.0, scan_secs=0.2, **inbox)
+        settings = {"formats": ("txt", "srt"), "settle_secs": 1.0, "scan_secs": 0.2, **inbox}
+        spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), watch=watch,
+                           **settings)
         return await aiohttp_client(create_app(dataclasses.replace(config, inbox=(spec,))))
 
     return start_daemon
@@ -111,7 +112,7 @@ async def test_a_dropped_recording_comes_back_as_transcripts_in_the_outbox(start
 
 @pytest.mark.parametrize("watch", WATCH_MODES)
 async def test_a_slow_writer_is_not_taken_before_it_is_complete(start, folders, control, watch, tmp_path):
-    await start(watch)
+    await start(watch, settle_secs=2.0)  # pieces come every 0.6 s: a wide margin on a loaded machine
     freqs = [300, 400, 500, 600, 700, 800]
     complete = tones_file(tmp_path / "whole.wav", freqs).read_bytes()
     target = folders.inbox / "slow.wav"
