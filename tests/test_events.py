@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 
@@ -104,3 +106,26 @@ async def test_the_socket_is_closed_when_its_access_token_expires(client, accoun
     assert (await ws.receive_json(timeout=5))["type"] == "hello"
     message = await ws.receive(timeout=10)
     assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4001
+
+
+@pytest.mark.parametrize("revoke", ["block", "password", "delete"])
+async def test_the_socket_is_closed_soon_after_its_user_loses_access(client, accounts, monkeypatch, revoke):
+    from lazyd.store import User
+    from lazyd.web import ws as ws_module
+
+    monkeypatch.setattr(ws_module, "ACCESS_RECHECK_SECS", 0.2)
+    alice = await accounts.headers("alice")
+    admin = await accounts.headers("rootadmin", role="admin")
+    ws = await _connect(client, "/ws", headers=alice)
+    assert (await ws.receive_json(timeout=5))["type"] == "hello"
+    await asyncio.sleep(0.5)
+    assert not ws.closed, "an unchanged user keeps the socket"
+    user = await User.aget(User.username == "alice")
+    if revoke == "delete":
+        response = await client.delete("/auth/info", headers=alice)
+    else:
+        change = {"active": False} if revoke == "block" else {"password": "An0ther-passw0rd!"}
+        response = await client.patch(f"/users/{user.id}", json=change, headers=admin)
+    assert response.status in (200, 204), await response.text()
+    message = await ws.receive(timeout=5)
+    assert message.type == aiohttp.WSMsgType.CLOSE and message.data == 4003

@@ -4,19 +4,22 @@ Authenticate with the bearer token (``Authorization`` header, or ``?token=`` for
 set headers on a WebSocket). Browsers must come from this server's own origin or a trusted one. To catch
 up after a reconnect, pass ``?stream=S&since=N`` from the last event seen: the missed events are replayed
 in order, or a ``resync`` event says to reload state over HTTP because they are no longer available.
-The socket lives no longer than its access token: it is closed with code 4001 when the token expires.
+The socket lives no longer than its access token: it is closed with code 4001 when the token expires,
+and with 4003 within ``ACCESS_RECHECK_SECS`` of its user being blocked or deleted or changing password.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from urllib.parse import urlsplit
 
+import peewee
 from aiohttp import WSMsgType, web
 
-from ..auth import ACCESS
+from ..auth import ACCESS, TokenClaims
 from ..jobs.events import Event, EventHub
 from ..store import release_connection
 from ..validation import query_int
@@ -27,6 +30,12 @@ from .security import bearer_token, user_from_claims
 
 TOKEN_EXPIRED = 4001
 """Close code when the access token the socket was opened with expires; the client reconnects."""
+ACCESS_REVOKED = 4003
+"""Close code when the user was blocked or deleted or changed password: reconnecting needs a new login."""
+ACCESS_RECHECK_SECS = 10.0
+"""How often an open socket re-reads its user, since a block or password change may come from any process."""
+
+log = logging.getLogger(__name__)
 
 
 def origin_allowed(request: web.Request) -> bool:
@@ -55,13 +64,17 @@ async def events(request: web.Request) -> web.StreamResponse:
     with hub.subscribe(user.id) as queue:
         last = await _catch_up(ws, hub, user.id, request.query.get("stream", ""), since)
         closed = asyncio.create_task(_until_closed(ws))
+        revoked = asyncio.create_task(_until_revoked(claims))
         try:
             async with asyncio.timeout(max(claims.expires_at - time.time(), 0)):
-                await _forward(ws, hub, queue, last, closed)
+                await _forward(ws, hub, queue, last, (closed, revoked))
+            if revoked.done():
+                await ws.close(code=ACCESS_REVOKED, message=b"access revoked: log in again")
         except TimeoutError:
             await ws.close(code=TOKEN_EXPIRED, message=b"token expired: reconnect with a fresh one and since")
         finally:
             closed.cancel()
+            revoked.cancel()
     return ws
 
 
@@ -80,11 +93,12 @@ async def _catch_up(ws: web.WebSocketResponse, hub: EventHub, user_id: int, stre
 
 
 async def _forward(ws: web.WebSocketResponse, hub: EventHub, queue: asyncio.Queue[Event | None], last: int,
-                   closed: asyncio.Task[None]) -> None:
-    while not closed.done():
+                   endings: tuple[asyncio.Task[None], ...]) -> None:
+    """Send live events until one of ``endings`` finishes or the subscriber falls too far behind."""
+    while not any(ending.done() for ending in endings):
         getter = asyncio.ensure_future(queue.get())
         try:
-            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, *endings}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             getter.cancel()
         if getter not in done:
@@ -95,6 +109,20 @@ async def _forward(ws: web.WebSocketResponse, hub: EventHub, queue: asyncio.Queu
             return
         if event.seq > last:
             await ws.send_json(event.to_json(hub.stream))
+
+
+async def _until_revoked(claims: TokenClaims) -> None:
+    """Return once the token's user is blocked or deleted or has changed password; a database outage is no verdict."""
+    while True:
+        await asyncio.sleep(ACCESS_RECHECK_SECS)
+        try:
+            await user_from_claims(claims)
+        except web.HTTPUnauthorized:
+            return
+        except (peewee.PeeweeException, OSError) as error:
+            log.warning("could not recheck user %s of an open event socket: %s", claims.user_id, error)
+        finally:
+            await release_connection()
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:
