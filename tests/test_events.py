@@ -100,7 +100,7 @@ async def test_the_socket_is_closed_when_its_access_token_expires(client, accoun
 
     await accounts.create("alice")
     alice = await User.aget(User.username == "alice")
-    brief = dataclasses.replace(client.app[TOKENS], access_ttl=timedelta(seconds=1))
+    brief = dataclasses.replace(client.app[TOKENS], access_ttl=timedelta(seconds=2))  # exp is whole seconds
     token = brief.issue_pair(alice.id, alice.password_timestamp)["access_token"]
     ws = await client.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"})
     assert (await ws.receive_json(timeout=5))["type"] == "hello"

@@ -212,7 +212,7 @@ async def test_outbox_files_are_complete_at_the_moment_they_appear(start, folder
     try:
         for n in range(5):
             tones_file(folders.inbox / f"part{n}.wav", [300 + 100 * n] * 8)
-        await wait_until(lambda: len(folders.outputs()) == 10, timeout=90)
+        await wait_until(lambda: len(first_sight) == 10, timeout=90)  # the reader's view, not a fresh listing
     finally:
         stop.set()
         watcher.join()

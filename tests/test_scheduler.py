@@ -320,7 +320,7 @@ async def test_three_failures_after_a_finished_chunk_complete_the_job_partially(
 
 async def cancel_mid_chunk(daemon: Daemon, fake: Fake, chunk_no: int) -> tuple[User, int]:
     """Cancel ``TONES`` once chunk ``chunk_no`` is under way; check the chunk stopped, the worker stayed."""
-    fake.steer(delay=0.3)  # eight segments a chunk: some 2.4 s
+    fake.steer(delay=0.6)  # eight segments a chunk: some 5 s to cancel in, on a loaded machine too
     alice = await daemon.login("alice")
     worker = await daemon.worker_pid()
     job_id = await alice.submit(TONES)
@@ -338,7 +338,7 @@ async def cancel_mid_chunk(daemon: Daemon, fake: Fake, chunk_no: int) -> tuple[U
 
 
 async def test_cancelling_mid_chunk_keeps_finished_chunks_and_stops_the_running_one(start_daemon, fake):
-    daemon = await start_daemon()
+    daemon = await start_daemon(cancel_grace_secs=5)  # the worker must stop by itself, not be killed
     alice, job_id = await cancel_mid_chunk(daemon, fake, chunk_no=1)
     assert (await alice.info(job_id))["current_state"] == "completed_partially"
     assert await alice.events.history(job_id, "completed_partially") == ["queued", "in_progress", "completed_partially"]
@@ -351,7 +351,7 @@ async def test_cancelling_mid_chunk_keeps_finished_chunks_and_stops_the_running_
 
 
 async def test_cancelling_before_any_chunk_is_done_leaves_the_job_cancelled(start_daemon, fake):
-    daemon = await start_daemon()
+    daemon = await start_daemon(cancel_grace_secs=5)  # the worker must stop by itself, not be killed
     alice, job_id = await cancel_mid_chunk(daemon, fake, chunk_no=0)
     assert (await alice.info(job_id))["current_state"] == "cancelled"
     assert await alice.events.history(job_id, "cancelled") == ["queued", "in_progress", "cancelled"]
@@ -387,7 +387,7 @@ async def test_a_cancelled_chunk_that_does_not_stop_is_killed_after_the_grace_pe
 
 
 async def test_cancelling_a_queued_job_means_it_never_runs(start_daemon, fake):
-    fake.steer(delay=0.3)
+    fake.steer(delay=0.6)  # brian's chunk runs some 5 s: time for alice's upload and cancel
     daemon = await start_daemon()
     brian, alice = await daemon.login("brian"), await daemon.login("alice")
     brians = await brian.submit(TONES[:8])
