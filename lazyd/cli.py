@@ -82,6 +82,11 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="txt", help="an exporter's name (see lazyd plugins); default txt")
     parser.add_argument("-o", "--output", type=Path, help="write to this file instead of standard output")
     parser.add_argument("--timestamps", action="store_true", help="txt: start each segment with its time")
+    defaults = ExportOptions()
+    parser.add_argument("--max-cue-chars", type=int, default=defaults.max_cue_chars, metavar="N",
+                        help=f"srt/vtt: the longest cue in characters (default {defaults.max_cue_chars})")
+    parser.add_argument("--max-cue-secs", type=float, default=defaults.max_cue_secs, metavar="S",
+                        help=f"srt/vtt: the longest cue in seconds (default {defaults.max_cue_secs:g})")
 
 
 def _add_user_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -245,7 +250,9 @@ def _exporter(config: Config, name: str) -> Exporter:
 
 
 def write_export(exporter: Exporter, transcript: Transcript, args: argparse.Namespace) -> int:
-    body = exporter.render(transcript, ExportOptions(timestamps=args.timestamps))
+    options = ExportOptions(timestamps=args.timestamps, max_cue_chars=args.max_cue_chars,
+                            max_cue_secs=args.max_cue_secs)
+    body = exporter.render(transcript, options)
     if args.output is not None:
         args.output.write_bytes(body)
     else:

@@ -135,6 +135,21 @@ def query_int(
     return value
 
 
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def query_bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A boolean query parameter, spelled as pydantic accepts it (``true``/``1``/``yes``/``on`` and opposites)."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in TRUE_WORDS:
+        return True
+    if raw.lower() in FALSE_WORDS:
+        return False
+    raise fail(("query", name), "Input should be a valid boolean, unable to interpret input", "bool_parsing")
+
+
 def query_choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     """A query parameter restricted to ``choices``; the first choice is the default."""
     value = query.get(name, choices[0])

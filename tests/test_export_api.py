@@ -14,6 +14,7 @@ from pathlib import Path
 import docx
 import pytest
 
+from conftest import Accounts
 from lazyd.store import Transcription, User
 from lazyd.web import create_app
 from test_transcriptions_api import make_job
@@ -62,6 +63,42 @@ async def test_every_format_is_served_with_its_media_type_and_the_recordings_nam
     assert f'filename="F_sica 1.{suffix}"' in disposition
 
 
+async def test_chunks_an_external_worker_reported_without_timings_are_in_every_format(aiohttp_client, make_config,
+                                                                                     database_url):
+    client = await aiohttp_client(create_app(make_config(database_url, worker_token="w0rker-token")))
+    headers, job = await _alice_with_job(Accounts(client), state="in_progress")
+    url = "/worker/transcription_status?secret_worker_token=w0rker-token"
+    for number, text in enumerate(["Heat flows from hot to cold.", "Entropy never decreases."]):
+        response = await client.post(url, json={"transcription_id": job.id,
+                                                "new_chunk": {"chunk_no": number, "text": text}})
+        assert response.status == 200, await response.text()
+    for name in ("docx", "srt", "vtt", "md", "json"):
+        response = await client.get(f"/transcript/export?task_id={job.id}&format={name}", headers=headers)
+        body = await response.read()
+        lines = ([p.text for p in docx.Document(io.BytesIO(body)).paragraphs] if name == "docx"
+                 else body.decode().splitlines())
+        text = " ".join(" ".join(line for line in lines if "-->" not in line and not line.isdigit()).split())
+        assert "Heat flows from hot to cold." in text and "Entropy never decreases." in text, name
+    srt_text = await (await client.get(f"/transcript/export?task_id={job.id}&format=srt", headers=headers)).text()
+    assert "00:00:10,000 --> " in srt_text  # the second chunk's text starts where its chunk does
+
+
+async def test_export_options_come_from_the_query_and_bad_ones_are_422(client, accounts):
+    headers, job = await _alice_with_job(accounts, state="completed", chunks=("first part.", "second part."))
+    base = f"/transcript/export?task_id={job.id}"
+    timed = await client.get(f"{base}&format=txt&timestamps=yes", headers=headers)
+    assert await timed.text() == "[00:00:00] first part.\n[00:00:10] second part.\n"
+    whole = await client.get(f"{base}&format=srt", headers=headers)
+    assert (await whole.text()).count(" --> ") == 2
+    short = await client.get(f"{base}&format=srt&max_cue_chars=10&max_cue_secs=1", headers=headers)
+    assert short.status == 200 and (await short.text()).count(" --> ") == 4  # each segment split in two
+    for query, loc in [("timestamps=maybe", "timestamps"), ("max_cue_chars=5", "max_cue_chars"),
+                       ("max_cue_secs=0", "max_cue_secs"), ("max_cue_secs=x", "max_cue_secs")]:
+        response = await client.get(f"{base}&format=srt&{query}", headers=headers)
+        assert response.status == 422, query
+        assert (await response.json())["detail"][0]["loc"] == ["query", loc]
+
+
 async def test_exporting_before_any_chunk_is_done_is_a_409_that_says_so(client, accounts):
     headers, job = await _alice_with_job(accounts, state="in_progress")
     response = await client.post(f"/transcript/export?task_id={job.id}&format=txt", headers=headers)
@@ -102,7 +139,7 @@ async def test_lazyd_export_writes_a_stored_transcription(tmp_path, accounts, cl
     from lazyd.web.keys import CONFIG
 
     alice = await accounts.create("alice")
-    job = await make_job(alice, "completed", ("one.", "two."))
+    job = await make_job(alice, "completed", ("one more.", "two more."))
     data_dir = client.app[CONFIG].data_dir
     database = client.app[CONFIG].database_url
     env = {"LAZYD_DATA_DIR": data_dir, "LAZYD_DATABASE__URL": database}
@@ -111,7 +148,12 @@ async def test_lazyd_export_writes_a_stored_transcription(tmp_path, accounts, cl
     assert result.returncode == 0, result.stderr
     assert out.read_text().startswith("1\n00:00:00,000 --> ")
     printed = _lazyd("export", str(job.id), env=env)
-    assert printed.stdout == b"one.\n\ntwo.\n"
+    assert printed.stdout == b"one more.\n\ntwo more.\n"
+    timed = _lazyd("export", str(job.id), "--timestamps", env=env)
+    assert timed.stdout == b"[00:00:00] one more.\n[00:00:10] two more.\n"
+    assert _lazyd("export", str(job.id), "--format", "vtt", env=env).stdout.count(b" --> ") == 2
+    short = _lazyd("export", str(job.id), "--format", "vtt", "--max-cue-secs", "1", env=env)
+    assert short.stdout.count(b" --> ") == 4
     missing = _lazyd("export", "999999", env=env)
     assert missing.returncode == 1 and b"no transcription with id 999999" in missing.stderr
     unknown = _lazyd("export", str(job.id), "--format", "pdf", env=env)

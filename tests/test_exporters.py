@@ -113,6 +113,7 @@ def _assert_cues_sane(cues: list[tuple[float, float, str]], limits: ExportOption
         assert end > start, "a cue lasts no time"
         flat = content.replace("\n", " ")
         assert len(flat) <= limits.max_cue_chars or " " not in flat
+        assert end - start <= limits.max_cue_secs + 0.001 or " " not in flat, f"a {end - start:.1f} s cue"
         assert content.count("\n") <= 1
         previous_end = end
 

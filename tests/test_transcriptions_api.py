@@ -36,9 +36,11 @@ async def make_job(owner: User, state: str = "queued", chunks: tuple[str, ...] =
     job = await Transcription.acreate(creator=owner, audio_len_secs=30.0, chunk_size_secs=10.0,
                                       current_state=state, chunk_plan=[[0, 10], [10, 20], [20, 30]], **fields)
     for number, text in enumerate(chunks):
-        segments = [{"start": number * 10.0, "end": number * 10.0 + 4, "text": text, "avg_logprob": -0.2,
-                     "no_speech_prob": 0.01, "words": [{"start": number * 10.0, "end": number * 10.0 + 1,
-                                                        "word": text.split()[0], "probability": 0.9}]}]
+        start, words = number * 10.0, text.split()
+        timed = [{"start": start + n * 4 / len(words), "end": start + (n + 1) * 4 / len(words), "word": word,
+                  "probability": 0.9} for n, word in enumerate(words)]
+        segments = [{"start": start, "end": start + 4, "text": text, "avg_logprob": -0.2, "no_speech_prob": 0.01,
+                     "words": timed}]
         await TranscriptionChunk.acreate(transcription=job, chunk_no=number, text=text, segments=segments,
                                          start_secs=number * 10.0, end_secs=number * 10.0 + 10)
     return job

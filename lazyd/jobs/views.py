@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -60,14 +62,27 @@ def segment_json(chunk_no: int, segment: dict[str, Any]) -> dict[str, Any]:
 
 
 async def load_transcript(job: Transcription) -> Transcript:
-    """The transcription and its finished chunks, as exporters receive it."""
-    query = (TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
-             .order_by(TranscriptionChunk.chunk_no))
-    chunks = await TranscriptionChunk._meta.database.list(query)
+    """The transcription and its finished chunks, as exporters receive it.
+
+    The segments are fetched as raw JSON and decoded in a thread: a long lecture holds tens of thousands of
+    timed words, too much work for the event loop.
+    """
+    chunk = TranscriptionChunk
+    query = (chunk.select(chunk.chunk_no, chunk.start_secs, chunk.end_secs, chunk.text,
+                          chunk.segments.cast("TEXT").alias("raw_segments"))
+             .where(chunk.transcription == job.id).order_by(chunk.chunk_no).tuples())
+    rows = await chunk._meta.database.list(query)
     return Transcript(
         id=job.id, title=job.filename or f"Transcription {job.id}", duration_secs=job.audio_len_secs,
         created=job.create_date, state=job.current_state, model=job.model_name,
         language=job.options.get("language", ""),
-        chunks=tuple(ChunkOfTranscript(chunk.chunk_no, chunk.start_secs, chunk.end_secs, chunk.text,
-                                        tuple(Segment.from_json(data) for data in chunk.segments))
-                     for chunk in chunks))
+        chunks=await asyncio.to_thread(lambda: tuple(_decoded_chunk(*row) for row in rows)))
+
+
+def _decoded_chunk(number: int, start: float, end: float, text: str, raw_segments: str | None) -> ChunkOfTranscript:
+    segments = tuple(Segment.from_json(data) for data in json.loads(raw_segments or "[]"))
+    if not segments and text.strip():
+        # An external worker reports a chunk's text without timings: one segment spans the chunk, so that
+        # the timed formats (docx, srt, vtt, md) carry its text too.
+        segments = (Segment(start, end, text.strip()),)
+    return ChunkOfTranscript(number, start, end, text, segments)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import PurePath
 from urllib.parse import quote
 
@@ -11,12 +12,13 @@ from aiohttp import web
 from ..exporters import ExportOptions, Exporter
 from ..jobs.views import load_transcript
 from ..store import User
-from ..validation import fail
+from ..validation import fail, query_bool, query_int
 from .errors import conflict
 from .keys import REGISTRY
 from .transcription_routes import owned_from_query
 
 SEED_FORMATS = ("doc", "txt")
+MIN_CUE_CHARS, MAX_CUE_CHARS, MAX_CUE_SECS = 10, 500, 60
 
 
 async def formats(request: web.Request) -> web.Response:
@@ -35,11 +37,19 @@ async def export(request: web.Request) -> web.Response:
     transcript = await load_transcript(job)
     if not transcript.chunks:
         raise conflict(f"Transcription {job.id} has no finished chunk to export yet. Try again later.")
-    options = ExportOptions(timestamps=request.query.get("timestamps", "").lower() in ("1", "true"))
-    body = await asyncio.to_thread(exporter.render, transcript, options)
+    body = await asyncio.to_thread(exporter.render, transcript, _options(request.query))
     disposition = _attachment(_filename(user, name, exporter, transcript.title))
     return web.Response(body=body, headers={"Content-Type": exporter.media_type,
                                             "Content-Disposition": disposition})
+
+
+def _options(query: Mapping[str, str]) -> ExportOptions:
+    """``timestamps`` for the plain-text formats, the cue limits for subtitles."""
+    defaults = ExportOptions()
+    return ExportOptions(
+        timestamps=query_bool(query, "timestamps"),
+        max_cue_chars=query_int(query, "max_cue_chars", defaults.max_cue_chars, ge=MIN_CUE_CHARS, le=MAX_CUE_CHARS),
+        max_cue_secs=query_int(query, "max_cue_secs", int(defaults.max_cue_secs), ge=1, le=MAX_CUE_SECS))
 
 
 def _exporter(request: web.Request, name: str | None) -> Exporter:
