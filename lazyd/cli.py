@@ -27,6 +27,7 @@ from .registry import PluginError, load_registry, plugin_origins
 from .store import SchemaTooNew, Store, StoreError, Transcription
 from .validation import password_problem, username_problem
 from .web import create_app
+from .web.access_log import AccessLogger
 from .web.keys import STORE
 
 log = logging.getLogger("lazyd")
@@ -140,7 +141,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return."""
     stop = _stop_on_signals()
-    runner = web.AppRunner(create_app(config), handle_signals=False)
+    runner = web.AppRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger)
     await runner.setup()
     try:
         await _start_site(runner, config)

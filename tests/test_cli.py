@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -9,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,9 +105,18 @@ def test_serve_logs_where_it_listens_and_stops_on_sigterm(tmp_path):
                                 "--data-dir", str(tmp_path)], stderr=subprocess.PIPE, text=True)
     line = _wait_for_log(process, "listening on")
     assert f"http://127.0.0.1:{port}" in line and "sqlite:///" in line and str(tmp_path) in line
+    base = f"http://127.0.0.1:{port}"
+    for path in ("/auth/patch?user_id=1&secret_admin_token=hunter2-admin", "/ws?token=hunter2.jwt.token",
+                 "/worker/transcription_status?secret_worker_token=hunter2-worker"):
+        with contextlib.suppress(urllib.error.HTTPError):
+            urllib.request.urlopen(base + path, timeout=10)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
-    assert "Traceback" not in process.stderr.read()
+    log = process.stderr.read()
+    assert "Traceback" not in log
+    assert '"GET /auth/patch?user_id=1&secret_admin_token=*** HTTP/1.1" 405' in log
+    assert "/ws?token=*** " in log and "secret_worker_token=*** " in log
+    assert "hunter2" not in log, "a secret reached the log"
 
 
 async def test_a_user_added_while_the_daemon_runs_can_log_in(daemon, tmp_path):
