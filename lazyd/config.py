@@ -123,6 +123,11 @@ class InboxConfig:
     scan_secs: float = 2.0
     quota_applies: bool = False
 
+    @property
+    def folder(self) -> Path:
+        """The folder's absolute path, as the inbox's records name it."""
+        return Path(self.path).resolve()
+
 
 @dataclass(frozen=True)
 class LoggingConfig:

@@ -29,8 +29,8 @@ from pathlib import Path
 from .audio import AudioError
 from .config import Config, InboxConfig
 from .exporters import ExportOptions, ExporterSet
-from .jobs.ingest import StoredFile, copy_file, queue_file
-from .jobs.states import COMPLETED, FINAL, JobStates, Quota
+from .jobs.ingest import StoredFile, copy_file, inbox_quota, queue_file
+from .jobs.states import COMPLETED, FINAL, JobStates
 from .jobs.views import load_transcript
 from .store import InboxFile, Transcription, User, utcnow
 
@@ -47,7 +47,7 @@ class InboxError(Exception):
 
 def check_inbox(spec: InboxConfig, exporters: ExporterSet) -> None:
     """Refuse set-ups that cannot work: an outbox inside its inbox loops, an unknown format never appears."""
-    inbox, outbox = Path(spec.path).resolve(), Path(spec.outbox).resolve()
+    inbox, outbox = spec.folder, Path(spec.outbox).resolve()
     if outbox == inbox or outbox.is_relative_to(inbox):
         raise InboxError(f"inbox {spec.path}: the outbox {spec.outbox} must not be the inbox or inside it")
     unknown = [name for name in spec.formats if exporters.get(name) is None]
@@ -95,7 +95,7 @@ class Inbox:
     def __init__(self, spec: InboxConfig, owner: User, config: Config, states: JobStates,
                  exporters: ExporterSet, wake_scheduler: Callable[[], None]) -> None:
         self.spec = spec
-        self.folder = Path(spec.path).resolve()
+        self.folder = spec.folder
         self.outbox = Path(spec.outbox).resolve()
         self.owner = owner
         self.config = config
@@ -244,9 +244,9 @@ class Inbox:
             Transcription.current_state.not_in(("processing_fail", "cancelled")))
 
     async def _queue(self, name: str, stored: StoredFile) -> Transcription | None:
-        quota = Quota(None, self.config.limits.max_transcriptions_per_user if self.spec.quota_applies else None)
         try:
-            job = await queue_file(self.states, self.config, stored, creator_id=self.owner.id, quota=quota,
+            job = await queue_file(self.states, self.config, stored, creator_id=self.owner.id,
+                                   quota=inbox_quota(self.config, self.spec),
                                    source="inbox", options=self._options())
         except AudioError as error:
             await self._reject(name, str(error))

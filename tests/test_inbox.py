@@ -19,7 +19,10 @@ from lazyd import users
 from lazyd.auth import PasswordHasher
 from lazyd.config import InboxConfig
 from lazyd.inbox import InboxError
-from lazyd.store import InboxFile, Store, Transcription
+from lazyd.jobs.events import EventHub
+from lazyd.jobs.ingest import upload_quota
+from lazyd.jobs.states import JobStates
+from lazyd.store import InboxFile, Store, Transcription, User
 from lazyd.web import create_app
 from media import tone, write_audio
 from pipeline_helpers import expected_text
@@ -354,3 +357,28 @@ async def test_an_unreadable_file_is_retried_without_stopping_the_folder(start, 
     tones_file(folders.inbox / "open.wav", [500, 600])
     await wait_until(lambda: {"open.txt", "locked.txt"} <= folders.outputs())
     assert len(refusals) == 3
+
+
+@pytest.mark.parametrize("quota_applies", [False, True])
+async def test_an_upload_makes_room_among_inbox_transcripts_only_where_the_inbox_says_so(
+        database_url, make_config, folders, owner, quota_applies):
+    spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox),
+                       quota_applies=quota_applies)
+    config = dataclasses.replace(make_config(database_url, {"limits": {"max_transcriptions_per_user": 3}}),
+                                 inbox=(spec,))
+    store = await Store.open(database_url, pool_size=2)
+    alice = await User.aget(User.username == "alice")
+    for n in range(4):
+        job = await Transcription.acreate(creator=alice, source="inbox", current_state="completed",
+                                          audio_len_secs=10.0, chunk_size_secs=900.0, filename=f"week{n}.wav")
+        await InboxFile.acreate(inbox=str(spec.folder), name=f"week{n}.wav", sha256=f"{n:064d}", size=1, mtime=0.0,
+                                transcription=job, status="done")
+    states = JobStates(store, EventHub())
+    await states.enqueue(alice.id, upload_quota(config), source="upload", audio_len_secs=10.0,
+                         chunk_size_secs=900.0, filename="question.wav")
+    kept = [job.filename for job in await transcriptions()]
+    await store.close()
+    if quota_applies:
+        assert kept == ["week2.wav", "week3.wav", "question.wav"]
+    else:
+        assert kept == ["week0.wav", "week1.wav", "week2.wav", "week3.wav", "question.wav"]

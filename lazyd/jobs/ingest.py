@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import AudioError, AudioInfo, plan_chunks, probe
-from ..config import Config
+from ..config import Config, InboxConfig
 from ..files import remove_files
 from ..store import Transcription
 from .states import JobStates, Quota
@@ -128,6 +128,22 @@ def inspect(path: Path, config: Config, enforce_limits: bool = True) -> Inspecti
                          f"{limits.max_audio_secs:g} seconds. Provided file is {info.duration:.2f} seconds long.")
     settings = config.transcription
     return Inspection(info, plan_chunks(path, info.duration, settings.chunk_secs, settings.cut_window_secs))
+
+
+def upload_quota(config: Config) -> Quota:
+    """An interactive upload: the active-job limit, and room made among uploads and counted inboxes' jobs."""
+    limits = config.limits
+    return Quota(limits.active_jobs_per_user, limits.max_transcriptions_per_user, _counted_inboxes(config))
+
+
+def inbox_quota(config: Config, spec: InboxConfig) -> Quota:
+    """A file from a watched folder waits its turn, and makes room only when its inbox has ``quota_applies``."""
+    keep = config.limits.max_transcriptions_per_user if spec.quota_applies else None
+    return Quota(None, keep, _counted_inboxes(config))
+
+
+def _counted_inboxes(config: Config) -> frozenset[str]:
+    return frozenset(str(spec.folder) for spec in config.inbox if spec.quota_applies)
 
 
 async def queue_file(states: JobStates, config: Config, stored: StoredFile, *, creator_id: int, quota: Quota,

@@ -22,7 +22,7 @@ from typing import Any
 
 import peewee
 
-from ..store import Store, Transcription, TranscriptionChunk, User, utcnow
+from ..store import InboxFile, Store, Transcription, TranscriptionChunk, User, utcnow
 from .events import EventHub
 from .views import one_transcription_json
 
@@ -61,6 +61,9 @@ class Quota:
     """Most queued or running jobs per user; ``None`` for no limit (the inbox waits its turn instead)."""
     transcriptions: int | None = 100
     """Most transcriptions kept per user; the oldest go (with their audio) to make room. ``None`` keeps all."""
+    counted_inboxes: frozenset[str] = frozenset()
+    """Inbox folders whose transcriptions count toward ``transcriptions`` and may be removed; other inboxes'
+    transcriptions never are (``[[inbox]] quota_applies``)."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ class JobStates:
         async with self.store.write_transaction():
             await self._lock_user(creator_id)
             await self.check_active(creator_id, quota)
-            removed = await self._make_room(creator_id, quota.transcriptions)
+            removed = await self._make_room(creator_id, quota)
             job = await Transcription.acreate(creator=creator_id, current_state=QUEUED, **fields)
         await self._announce(job)
         return job, removed
@@ -126,16 +129,19 @@ class JobStates:
         if len(active) >= quota.active_jobs:
             raise ActiveJobLimit(active[0])
 
-    async def _make_room(self, creator_id: int, keep: int | None) -> list[str]:
-        """Delete the user's oldest finished jobs beyond ``keep - 1``; active jobs are never removed."""
-        if keep is None:
+    async def _make_room(self, creator_id: int, quota: Quota) -> list[str]:
+        """Delete the user's oldest finished counted jobs beyond the quota less one; active jobs stay."""
+        if quota.transcriptions is None:
             return []
-        mine = Transcription.creator == creator_id
-        excess = await self.store.db.count(Transcription.select().where(mine)) - max(keep - 1, 0)
+        from_counted_inboxes = InboxFile.select(InboxFile.transcription).where(
+            InboxFile.inbox.in_(sorted(quota.counted_inboxes)))
+        counted = ((Transcription.creator == creator_id)
+                   & ((Transcription.source != "inbox") | Transcription.id.in_(from_counted_inboxes)))
+        excess = await self.store.db.count(Transcription.select().where(counted)) - max(quota.transcriptions - 1, 0)
         if excess <= 0:
             return []
         oldest = (Transcription.select(Transcription.id, Transcription.audio_path)
-                  .where(mine, Transcription.current_state.in_(FINAL))
+                  .where(counted, Transcription.current_state.in_(FINAL))
                   .order_by(Transcription.create_date, Transcription.id).limit(excess))
         surplus = await self.store.db.list(oldest)
         for job in surplus:

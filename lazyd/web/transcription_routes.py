@@ -15,7 +15,7 @@ from ..audio import AudioError
 from ..files import remove_files
 from ..jobs import ingest
 from ..jobs.ingest import DurationOutOfRange, UploadTooLarge
-from ..jobs.states import ACTIVE, ActiveJobLimit, Quota, TransitionRefused
+from ..jobs.states import ACTIVE, ActiveJobLimit, TransitionRefused
 from ..jobs.views import chunk_json, one_transcription_json, segment_json, transcriptions_json
 from ..store import Transcription, TranscriptionChunk, User, fetch_page, release_connection
 from ..validation import Field, ValidationFailed, fail, parse_object, problem, query_int
@@ -140,7 +140,7 @@ async def upload(request: web.Request) -> web.Response:
     limit = config.limits.max_upload_mb * 1024 * 1024
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise ApiError(413, str(UploadTooLarge(limit)))
-    quota = Quota(config.limits.active_jobs_per_user, config.limits.max_transcriptions_per_user)
+    quota = ingest.upload_quota(config)
     try:
         await request.app[STATES].check_active(user.id, quota)
         await release_connection()
