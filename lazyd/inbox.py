@@ -22,9 +22,10 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .audio import AudioError
 from .config import Config, InboxConfig
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 IGNORED_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".temp", ".swp", "~")
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "afs")
 DONE, FAILED, QUEUED = "done", "failed", "queued"
+SETUP_RETRY_SECS = 10.0
+"""Wait before trying again to make an inbox's folders (a share that is not mounted yet)."""
 
 
 class InboxError(Exception):
@@ -58,6 +61,11 @@ def check_inbox(spec: InboxConfig, exporters: ExporterSet) -> None:
         raise InboxError(f"inbox {spec.path}: after must be \"move\" or \"keep\", not {spec.after!r}")
     if spec.watch not in ("auto", "inotify", "poll"):
         raise InboxError(f"inbox {spec.path}: watch must be auto, inotify or poll, not {spec.watch!r}")
+    if not spec.formats:
+        raise InboxError(f"inbox {spec.path}: formats is empty: name at least one, e.g. [\"txt\"]")
+    if spec.scan_secs <= 0 or spec.settle_secs < 0:
+        raise InboxError(f"inbox {spec.path}: scan_secs must be above 0 and settle_secs at least 0 "
+                         f"(got {spec.scan_secs:g} and {spec.settle_secs:g})")
 
 
 def is_candidate(name: str) -> bool:
@@ -111,10 +119,7 @@ class Inbox:
         self._poke.set()
 
     async def run(self) -> None:
-        await asyncio.to_thread(self._make_folders)
-        observer = self._start_observer(asyncio.get_running_loop())
-        log.info("watching inbox %s for %s (%s), outbox %s", self.folder, self.owner.username, self.mode,
-                 self.outbox)
+        observer = await self._start_watching()
         try:
             while True:
                 await self._round()
@@ -132,6 +137,21 @@ class Inbox:
             await self.scan()
         except Exception:
             log.exception("inbox %s: this round failed; trying again in %g s", self.folder, self.spec.scan_secs)
+
+    async def _start_watching(self) -> Any:
+        """Make the folders and start watching; until that works (a share not mounted yet), try again."""
+        while True:
+            try:
+                await asyncio.to_thread(self._make_folders)
+                observer = self._start_observer(asyncio.get_running_loop())
+            except OSError as error:
+                log.warning("inbox %s: cannot set up the folders yet (%s); trying again in %g s", self.folder,
+                            error, SETUP_RETRY_SECS)
+                await asyncio.sleep(SETUP_RETRY_SECS)
+                continue
+            log.info("watching inbox %s for %s (%s), outbox %s", self.folder, self.owner.username, self.mode,
+                     self.outbox)
+            return observer
 
     def _make_folders(self) -> None:
         for folder in (self.folder, self.outbox, self.folder / "failed"):
@@ -161,10 +181,11 @@ class Inbox:
         observer.schedule(Wake(), str(self.folder), recursive=False)
         try:
             observer.start()
-        except OSError as error:
-            if self.spec.watch == "inotify":
-                raise InboxError(f"inbox {self.folder}: inotify is not available: {error}") from None
+        except OSError as error:  # the scans alone still see every file, only a little later
             self.mode = f"{polling} (inotify unavailable: {error.strerror})"
+            if self.spec.watch == "inotify":
+                log.warning("inbox %s: inotify was asked for but is unavailable (%s); polling instead",
+                            self.folder, error)
             return None
         self.mode = "inotify"
         return observer
@@ -205,6 +226,9 @@ class Inbox:
 
     async def _take(self, name: str, size: int, mtime: float) -> None:
         if await self._already_taken(name, size, mtime):
+            return
+        if size > (limit_mb := self.config.limits.max_upload_mb) * 1024 * 1024:
+            await self._reject(name, f"it is larger than the {limit_mb} MB limit ([limits] max_upload_mb)")
             return
         path = self.folder / name
         try:
@@ -261,39 +285,55 @@ class Inbox:
         return {key: value for key, value in chosen.items() if value}
 
     async def _reject(self, name: str, reason: str) -> None:
-        """Not usable audio: set it aside with the reason, never drop it silently."""
-        log.warning("inbox %s: %s is not usable audio: %s", self.folder, name, reason)
+        """Not usable: set it aside with the reason, never drop it silently."""
+        log.warning("inbox %s: %s is not taken: %s", self.folder, name, reason)
         await asyncio.to_thread(_set_aside, self.folder / name, self.folder / "failed", reason)
 
     # -- delivering results -------------------------------------------------------------------------------
 
     async def deliver_finished(self) -> None:
-        """Every taken file whose transcription is final: outbox files and ``done/``, or ``failed/``."""
-        query = (InboxFile.select(InboxFile, Transcription).join(Transcription)
-                 .where(InboxFile.inbox == str(self.folder), InboxFile.status == QUEUED,
-                        Transcription.current_state.in_(FINAL)))
-        for row in await InboxFile._meta.database.list(query):
-            await self._deliver(row, row.transcription)
+        """Every taken file whose transcription is final: outbox files and ``done/``, or ``failed/``.
 
-    async def _deliver(self, row: InboxFile, job: Transcription) -> None:
-        source = self.folder / row.name
-        if job.current_state == COMPLETED:
-            transcript = await load_transcript(job)
-            stem = Path(row.name).stem
-            for name in self.spec.formats:
-                exporter = self.exporters.get(name)
-                body = await asyncio.to_thread(exporter.render, transcript, ExportOptions())
-                await asyncio.to_thread(write_atomically, self.outbox / f"{stem}.{exporter.suffix}", body)
-            if self.spec.after == "move":
-                await asyncio.to_thread(_move_into, source, self.folder / "done")
-            row.status = DONE
-        else:
-            reason = job.last_error or f"the transcription ended {job.current_state}"
-            await asyncio.to_thread(_set_aside, source, self.folder / "failed", reason)
-            row.status, row.error = FAILED, reason
+        A file whose transcription was deleted before it finished goes to ``failed/`` too. A delivery that
+        fails (an exporter's error, a full disk) is logged, leaves the file waiting and is tried again next
+        round, without holding up the other files.
+        """
+        waiting = (InboxFile.inbox == str(self.folder)) & (InboxFile.status == QUEUED)
+        finished = (InboxFile.select(InboxFile, Transcription).join(Transcription)
+                    .where(waiting, Transcription.current_state.in_(FINAL)))
+        orphaned = InboxFile.select().where(waiting, InboxFile.transcription.is_null())
+        for row in await InboxFile._meta.database.list(finished):
+            await self._settle(row, self._deliver(row, row.transcription))
+        for row in await InboxFile._meta.database.list(orphaned):
+            await self._settle(row, self._fail(row, "its transcription was deleted before it finished"))
+
+    async def _settle(self, row: InboxFile, delivery: Awaitable[None]) -> None:
+        try:
+            await delivery
+        except Exception:
+            log.exception("inbox %s: could not deliver %s; trying again next round", self.folder, row.name)
+            return
         row.update_date = utcnow()
         await row.asave()
         log.info("inbox %s: %s is %s", self.folder, row.name, row.status)
+
+    async def _deliver(self, row: InboxFile, job: Transcription) -> None:
+        if job.current_state != COMPLETED:
+            await self._fail(row, job.last_error or f"the transcription ended {job.current_state}")
+            return
+        transcript = await load_transcript(job)
+        stem = Path(row.name).stem
+        for name in self.spec.formats:
+            exporter = self.exporters.get(name)
+            body = await asyncio.to_thread(exporter.render, transcript, ExportOptions())
+            await asyncio.to_thread(write_atomically, self.outbox / f"{stem}.{exporter.suffix}", body)
+        if self.spec.after == "move":
+            await asyncio.to_thread(_move_into, self.folder / row.name, self.folder / "done")
+        row.status = DONE
+
+    async def _fail(self, row: InboxFile, reason: str) -> None:
+        await asyncio.to_thread(_set_aside, self.folder / row.name, self.folder / "failed", reason)
+        row.status, row.error = FAILED, reason
 
 
 def write_atomically(path: Path, body: bytes) -> None:

@@ -24,6 +24,7 @@ from lazyd.jobs.ingest import upload_quota
 from lazyd.jobs.states import JobStates
 from lazyd.store import InboxFile, Store, Transcription, User
 from lazyd.web import create_app
+from lazyd.web.keys import CONFIG, STATES
 from media import tone, write_audio
 from pipeline_helpers import expected_text
 
@@ -272,6 +273,16 @@ async def test_an_unknown_format_or_user_is_refused_at_start_up(make_config, fol
         await aiohttp_client(create_app(dataclasses.replace(make_config(database_url), inbox=(nobody,))))
 
 
+@pytest.mark.parametrize("change, message", [
+    ({"formats": ()}, "formats is empty"), ({"scan_secs": 0.0}, "scan_secs must be above 0"),
+    ({"settle_secs": -5.0}, "settle_secs at least 0"), ({"after": "delete"}, "after must be"),
+    ({"watch": "fanotify"}, "watch must be")])
+async def test_unusable_inbox_settings_are_refused_at_start_up(make_config, folders, change, message):
+    spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), **change)
+    with pytest.raises(InboxError, match=message):
+        create_app(dataclasses.replace(make_config(), inbox=(spec,)))
+
+
 async def test_an_inbox_can_name_its_own_model(start, folders, control, tmp_path):
     course_model = tmp_path / "course-model" / "control.json"
     course_model.parent.mkdir()
@@ -382,3 +393,95 @@ async def test_an_upload_makes_room_among_inbox_transcripts_only_where_the_inbox
         assert kept == ["week2.wav", "week3.wav", "question.wav"]
     else:
         assert kept == ["week0.wav", "week1.wav", "week2.wav", "week3.wav", "question.wav"]
+
+
+async def test_a_file_over_the_size_limit_is_set_aside_without_being_copied(start, folders, control, make_config,
+                                                                           monkeypatch):
+    import lazyd.inbox
+
+    copied = []
+    real_copy = lazyd.inbox.copy_file
+    monkeypatch.setattr(lazyd.inbox, "copy_file", lambda source, directory: copied.append(source.name)
+                        or real_copy(source, directory))
+    client = await start()
+    limit_mb = client.app[CONFIG].limits.max_upload_mb
+    with open(folders.inbox / "huge.wav", "wb") as stream:
+        stream.truncate(limit_mb * 1024 * 1024 + 1)
+    tones_file(folders.inbox / "fine.wav", [300, 400])
+    await wait_until(lambda: (folders.inbox / "failed" / "huge.wav.error.txt").exists())
+    assert "larger than the" in (folders.inbox / "failed" / "huge.wav.error.txt").read_text()
+    await wait_until(lambda: "fine.txt" in folders.outputs())
+    assert copied == ["fine.wav"] and len(await transcriptions()) == 1
+
+
+async def test_a_delivery_that_fails_is_retried_and_holds_up_no_other_file(start, folders, control, monkeypatch):
+    import lazyd.inbox
+
+    failures = []
+    real_write = lazyd.inbox.write_atomically
+
+    def write_atomically(path, body):
+        if path.name.startswith("first") and "second.srt" not in folders.outputs():
+            failures.append(path.name)
+            raise OSError(28, "No space left on device", str(path))
+        return real_write(path, body)
+
+    monkeypatch.setattr(lazyd.inbox, "write_atomically", write_atomically)
+    await start()
+    tones_file(folders.inbox / "first.wav", [300, 400])
+    await wait_until(lambda: len(failures) >= 1)
+    tones_file(folders.inbox / "second.wav", [500, 600])  # delivered while first.wav still fails
+    await wait_until(lambda: {"first.txt", "second.txt"} <= folders.outputs())
+    await wait_until(lambda: (folders.inbox / "done" / "first.wav").exists())
+
+
+async def test_a_file_whose_transcription_is_deleted_before_it_ran_is_set_aside(start, folders, control):
+    control.parent.mkdir(parents=True, exist_ok=True)
+    control.write_text('{"delay": 0.5}')
+    client = await start()
+    tones_file(folders.inbox / "running.wav", [300, 400, 500, 600])
+    tones_file(folders.inbox / "waiting.wav", [700, 800])
+
+    async def queued_job() -> Transcription | None:  # the slot is busy with running.wav for some 2 s
+        waiting = [job for job in await transcriptions() if job.filename == "waiting.wav"]
+        return waiting[0] if waiting and waiting[0].current_state == "queued" else None
+
+    await wait_until(queued_job)
+    await client.app[STATES].delete((await queued_job()).id)
+    await wait_until(lambda: (folders.inbox / "failed" / "waiting.wav.error.txt").exists())
+    assert "deleted before it finished" in (folders.inbox / "failed" / "waiting.wav.error.txt").read_text()
+    await wait_until(lambda: "running.txt" in folders.outputs())
+
+
+async def test_an_inbox_whose_folders_cannot_be_made_yet_keeps_trying(start, folders, control, monkeypatch):
+    import lazyd.inbox
+
+    attempts = []
+    real_make = lazyd.inbox.Inbox._make_folders
+
+    def make_folders(inbox):
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise PermissionError(13, "Permission denied", str(inbox.outbox))
+        real_make(inbox)
+
+    monkeypatch.setattr(lazyd.inbox, "SETUP_RETRY_SECS", 0.2)
+    monkeypatch.setattr(lazyd.inbox.Inbox, "_make_folders", make_folders)
+    await start()
+    tones_file(folders.inbox / "later.wav", [300, 400])
+    await wait_until(lambda: "later.txt" in folders.outputs())
+    assert len(attempts) == 3
+
+
+async def test_inotify_asked_for_but_unavailable_falls_back_to_polling(start, folders, control, monkeypatch):
+    from watchdog.observers.inotify import InotifyObserver
+
+    def no_inotify(observer):
+        raise OSError(24, "inotify instance limit reached")
+
+    monkeypatch.setattr(InotifyObserver, "start", no_inotify)
+    client = await start("inotify")
+    tones_file(folders.inbox / "polled.wav", [300, 400])
+    await wait_until(lambda: "polled.txt" in folders.outputs())
+    [inbox] = (await (await client.get("/health")).json())["inboxes"]
+    assert inbox["watching"] == "polling every 0.2 s (inotify unavailable: inotify instance limit reached)"
