@@ -111,11 +111,19 @@ def parse_object(data: Any, fields: tuple[Field, ...], loc: Loc = ("body",)) -> 
     return values
 
 
+INT64_MAX = 2**63 - 1
+"""The largest integer every supported database column holds."""
+
+
 def parse_int(raw: str, loc: Loc) -> int:
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
-        raise fail(loc, "Input should be a valid integer, unable to parse string as an integer", "int_parsing") from None
+        raise fail(loc, "Input should be a valid integer, unable to parse string as an integer",
+                   "int_parsing") from None
+    if abs(value) > INT64_MAX:
+        raise fail(loc, f"Input should be between {-INT64_MAX} and {INT64_MAX}", "int_range")
+    return value
 
 
 def query_int(

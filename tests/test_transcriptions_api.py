@@ -233,7 +233,10 @@ async def test_a_rejected_upload_says_why_and_leaves_nothing(client, accounts, t
     headers = await accounts.headers("alice", can_interact=True)
     response = await post_file(client, headers, path)
     assert response.status == status, await response.text()
-    assert message in str((await response.json())["detail"])
+    detail = (await response.json())["detail"]
+    assert message in str(detail)
+    if status == 422:
+        assert [problem["loc"] for problem in detail] == [["body", "audiofile"]]
     assert await Transcription._meta.database.count(Transcription.select()) == 0
     assert audio_files(client) == []
 
@@ -330,6 +333,18 @@ async def test_a_worker_reports_chunks_and_three_errors_fail_the_job(client, acc
     assert states == ["processing_error", "processing_error", "completed_partially"]
 
 
+async def test_a_worker_reporting_its_last_chunk_with_completed_keeps_the_chunk(client, accounts):
+    job = await make_job(await accounts.create("alice"), "in_progress", ("a.", "b."))
+    url = "/worker/transcription_status?secret_worker_token=w0rker-token"
+    response = await client.post(url, json={"transcription_id": job.id, "current_state": "completed",
+                                            "new_chunk": {"chunk_no": 2, "text": "c."}})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["transcription"]["current_state"] == "completed"
+    chunks = TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
+    rows = await TranscriptionChunk._meta.database.list(chunks.order_by(TranscriptionChunk.chunk_no))
+    assert [row.text for row in rows] == ["a.", "b.", "c."]
+
+
 @pytest.mark.parametrize("body, status", [
     ({"transcription_id": 999_999, "current_state": "queued"}, 404),
     ({"transcription_id": "{id}", "new_chunk": {"chunk_no": 3, "text": "x"}}, 422),
@@ -358,3 +373,28 @@ async def test_queued_inbox_jobs_do_not_block_an_interactive_upload(client, acco
     await make_job(alice, "queued", source="inbox")
     response = await post_file(client, headers, speechlike(tmp_path / "a.wav"))
     assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("multipart/form-data", b"--x\r\nContent-Disposition: form-data; name=\"audiofile\"\r\n\r\nabc\r\n--x--\r\n"),
+    ("multipart/form-data; boundary=x", b"this is not multipart at all"),
+    ("multipart/form-data; boundary=x",
+     b"--x\r\nContent-Disposition: form-data; name=\"audiofile\"; filename=\"a.wav\"\r\n\r\nRIFF and then noth"),
+])
+async def test_a_malformed_multipart_body_is_a_400_and_leaves_nothing(client, accounts, content_type, body):
+    headers = await accounts.headers("alice", can_interact=True)
+    response = await client.post("/upload-audiofile", data=body, headers={**headers, "Content-Type": content_type})
+    assert response.status == 400, await response.text()
+    assert "multipart" in (await response.json())["detail"]
+    assert await Transcription._meta.database.count(Transcription.select()) == 0
+    assert audio_files(client) == []
+
+
+@pytest.mark.parametrize("path", ["/transcript/info?task_id=99999999999999999999",
+                                  "/transcriptions?page=99999999999999999999",
+                                  "/transcript?task_id={id}&page=99999999999999999999"])
+async def test_integers_too_large_for_the_database_are_a_422(client, accounts, path):
+    headers = await accounts.headers("alice")
+    job = await make_job(await User.aget(User.username == "alice"), "completed", ("text.",))
+    response = await client.get(path.format(id=job.id), headers=headers)
+    assert response.status == 422, await response.text()

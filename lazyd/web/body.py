@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ..validation import Field, fail, parse_object, query_int
+from ..validation import INT64_MAX, Field, fail, parse_object, query_int
 
 MAX_PAGE_SIZE = 1000
+MAX_PAGE = INT64_MAX // MAX_PAGE_SIZE
+"""Beyond this page the row offset would not fit in a database integer."""
 
 
 async def json_body(request: web.Request) -> Any:
@@ -30,7 +32,7 @@ async def json_object(request: web.Request, *fields: Field) -> dict[str, Any]:
 
 def pagination(request: web.Request) -> tuple[int, int]:
     """The seed's ``page`` (>= 1, default 1) and ``size`` (>= 1, default 50) query parameters."""
-    page = query_int(request.query, "page", 1, ge=1)
+    page = query_int(request.query, "page", 1, ge=1, le=MAX_PAGE)
     size = query_int(request.query, "size", 50, ge=1, le=MAX_PAGE_SIZE)
     return page, size
 

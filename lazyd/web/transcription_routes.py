@@ -6,6 +6,7 @@ Another user's transcription answers exactly as a missing one does (404), so ids
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -149,8 +150,8 @@ async def upload(request: web.Request) -> web.Response:
                                       source="upload", options=options)
     except ActiveJobLimit as error:
         raise conflict(str(error)) from None
-    except DurationOutOfRange as error:
-        raise ApiError(422, str(error)) from None
+    except DurationOutOfRange as error:  # the seed's validator: a 422 in the list shape
+        raise fail(("body", UPLOAD_FIELD), f"Value error, {error}", "value_error") from None
     except AudioError as error:
         raise ApiError(415, str(error)) from None
     if scheduler := request.app.get(SCHEDULER):
@@ -163,11 +164,8 @@ async def _receive(request: web.Request, limit: int) -> tuple[ingest.StoredFile,
     if not request.content_type.startswith("multipart/"):
         raise _missing_file()
     stored, raw_options = None, {}
-    reader = await request.multipart()
     try:
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader):
-                continue
+        async for part in _parts(request):
             if part.name == UPLOAD_FIELD and stored is None:
                 stored = await _store_part(request, part, limit)
             elif part.name in {field.name for field in OPTION_FIELDS}:
@@ -179,6 +177,17 @@ async def _receive(request: web.Request, limit: int) -> tuple[ingest.StoredFile,
         if stored is not None:
             await remove_files([str(stored.path)])
         raise
+
+
+async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
+    """The body's parts; a malformed body (no boundary, garbage, cut short) is the client's error, a 400."""
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader):
+                yield part
+    except ValueError as error:
+        raise ApiError(400, f"The body is not valid multipart/form-data: {error}") from None
 
 
 async def _small_text(part: BodyPartReader, limit: int = OPTION_BYTES) -> str:

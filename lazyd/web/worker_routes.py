@@ -38,11 +38,11 @@ async def transcription_status(request: web.Request) -> web.Response:
     if job is None:
         raise not_found("Transcription not found")
     states = request.app[JOB_STATES]
-    try:
-        if "current_state" in body:
-            await states.report(job.id, body["current_state"])
+    try:  # the chunk first: a report of the last chunk together with "completed" keeps the chunk
         if "new_chunk" in body:
             await _save_reported_chunk(request, job, body["new_chunk"])
+        if "current_state" in body:
+            await states.report(job.id, body["current_state"])
     except TransitionRefused as error:
         raise conflict(str(error)) from None
     return web.json_response({"transcription": await one_transcription_json(await Transcription.aget_by_id(job.id))})
