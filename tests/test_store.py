@@ -106,3 +106,14 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
 def test_every_model_is_bound_by_the_store():
     assert {model._meta.table_name for model in MODELS} == {
         "users", "transcriptions", "transcription_chunks", "inbox_files", "schema_version"}
+
+
+async def test_a_postgresql_server_that_refuses_the_connection_is_unhealthy_not_an_error():
+    from conftest import _postgres_problem
+
+    if problem := await _postgres_problem():
+        pytest.skip(f"skipping the PostgreSQL run: {problem}")
+    url = "postgresql://postgres@127.0.0.1:5432/lazyd_no_such_database"
+    store = Store(connect_database(url, pool_size=1), url)
+    assert await store.healthy() is False
+    await store.close()

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import peewee
 from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
@@ -15,6 +16,9 @@ from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
 from .models import MODELS, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
 
 log = logging.getLogger(__name__)
+
+DATABASE_ERRORS: tuple[type[Exception], ...] = (peewee.PeeweeException, OSError, asyncpg.PostgresError)
+"""What a query raises when the database is away or refuses it; pwasyncio passes asyncpg's errors unwrapped."""
 
 SQLITE_PRAGMAS = {
     "busy_timeout": 10_000,  # first, so that the pragmas below wait for another process's lock
@@ -74,7 +78,7 @@ class Store:
             async with asyncio.timeout(timeout_s):
                 await self.db.aexecute_sql("SELECT 1")
             return True
-        except (TimeoutError, peewee.PeeweeException, OSError):
+        except (TimeoutError, *DATABASE_ERRORS):
             log.warning("database health check failed", exc_info=True)
             return False
 
@@ -110,6 +114,7 @@ def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) 
 
 
 __all__ = [
+    "DATABASE_ERRORS",
     "InboxFile",
     "LATEST_VERSION",
     "SchemaTooNew",

@@ -16,14 +16,13 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-import peewee
 from aiohttp import WSMsgType, web
 
 from ..auth import ACCESS, TokenClaims
 from ..jobs.events import Event, EventHub
-from ..store import release_connection
+from ..store import DATABASE_ERRORS, release_connection
 from ..validation import query_int
-from .errors import forbidden, unauthorized
+from .errors import ApiError, forbidden, unauthorized
 from .keys import CONFIG, EVENTS, TOKENS
 from .security import bearer_token, user_from_claims
 
@@ -117,9 +116,9 @@ async def _until_revoked(claims: TokenClaims) -> None:
         await asyncio.sleep(ACCESS_RECHECK_SECS)
         try:
             await user_from_claims(claims)
-        except web.HTTPUnauthorized:
+        except ApiError:  # 401: blocked, deleted, or the password changed
             return
-        except (peewee.PeeweeException, OSError) as error:
+        except DATABASE_ERRORS as error:
             log.warning("could not recheck user %s of an open event socket: %s", claims.user_id, error)
         finally:
             await release_connection()
