@@ -1,7 +1,7 @@
 """lazyd: a self-hosted transcription daemon for lecture recordings.
 
-What a plugin author needs is importable from here: ``hookimpl`` and the backend interface with its
-transcript types. This package imports no ML library at module level; backends load theirs on demand.
+What a plugin author needs is importable from here: ``hookimpl``, the backend interface with its
+segment types, and the exporter interface with the transcript it renders. This package imports no ML library at module level; backends load theirs on demand.
 """
 
 import pluggy
@@ -16,6 +16,7 @@ from .backend import (
     TranscribeOptions,
     Word,
 )
+from .exporters import ExportOptions, Exporter, StreamingExporter, Transcript, TranscriptChunk
 
 __version__ = "0.1.0"
 
@@ -25,10 +26,15 @@ __all__ = [
     "SAMPLE_RATE",
     "Backend",
     "DeviceSupport",
+    "ExportOptions",
+    "Exporter",
     "LoadedModel",
     "ModelSpec",
     "Segment",
+    "StreamingExporter",
     "TranscribeOptions",
+    "Transcript",
+    "TranscriptChunk",
     "Word",
     "hookimpl",
 ]

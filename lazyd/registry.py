@@ -15,7 +15,7 @@ from typing import Any
 
 import pluggy
 
-from . import hookspecs
+from . import __version__, hookspecs
 from .backend import DEVICE_PREFERENCE, Backend
 from .exporters import ExporterSet
 
@@ -123,7 +123,7 @@ def _collect(hook: pluggy.HookCaller, kind: str) -> tuple[dict[str, Any], dict[s
 def plugin_origins(plugin_manager: pluggy.PluginManager) -> dict[str, str]:
     """Where each registered plugin comes from: lazyd itself, a distribution and its version, or a module."""
     origins = {name: "module from [plugins] modules" for name, _ in plugin_manager.list_name_plugin()}
-    origins.update({name: "built into lazyd" for name in BUILTIN_PLUGINS})
+    origins.update({name: f"built into lazyd {__version__}" for name in BUILTIN_PLUGINS})
     for plugin, dist in plugin_manager.list_plugin_distinfo():
         origins[plugin_manager.get_name(plugin)] = f"{dist.project_name} {dist.version}"
     return origins

@@ -19,6 +19,8 @@ import aiohttp
 import numpy
 import pytest
 
+from lazyd import __version__ as LAZYD_VERSION
+
 PASSWORD = "Correct_horse1"
 
 
@@ -162,7 +164,8 @@ def test_plugins_lists_each_backend_its_devices_and_the_choice(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "faster-whisper (lazyd-faster-whisper 0.1.0): backends faster-whisper; exporters none" in result.stdout
     assert "fake_backend (module from [plugins] modules): backends fake; exporters none" in result.stdout
-    assert "lazyd.plugins.subtitles (built into lazyd): backends none; exporters srt, vtt" in result.stdout
+    assert (f"lazyd.plugins.subtitles (built into lazyd {LAZYD_VERSION}): backends none; exporters srt, vtt"
+            in result.stdout)
     assert re.search(r"faster-whisper\n\s+cuda\s+no\s+ctranslate2 sees 0 CUDA devices", result.stdout)
     assert "chosen: fake on cpu (named in the configuration)" in result.stdout
 

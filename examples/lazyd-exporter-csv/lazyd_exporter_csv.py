@@ -6,8 +6,7 @@ This whole plugin is this module plus one entry point in pyproject.toml; see doc
 import csv
 import io
 
-from lazyd import hookimpl
-from lazyd.exporters import ExportOptions, Exporter, Transcript
+from lazyd import ExportOptions, Exporter, Transcript, hookimpl
 
 
 class CsvExporter(Exporter):
