@@ -9,12 +9,14 @@ as the model name:
      "misbehave": {"mode": "segfault" | "sigkill" | "exception" | "hang",
                    "calls": [2]}}                 which transcribe calls (1-based, counted across restarts)
 
-Every call is appended to ``calls.log`` beside the control file: ``<call> <samples> <first text>``.
+Every call is appended to ``calls.log`` beside the control file: ``<call> <samples> <first text>``, and
+the decoding options it was given to ``options.jsonl``, one JSON object per call.
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import json
 import os
 import signal
@@ -45,6 +47,8 @@ class FakeModel(LoadedModel):
         settings, call = self._settings(), self._next_call()
         seconds = round(len(audio) / SAMPLE_RATE)
         texts = [_tone_name(audio[n * SAMPLE_RATE:(n + 1) * SAMPLE_RATE]) for n in range(seconds)]
+        with self.control.with_name("options.jsonl").open("a") as log:
+            log.write(json.dumps(dataclasses.asdict(options)) + "\n")
         with self.control.with_name("calls.log").open("a") as log:
             log.write(f"{call} {len(audio)} {texts[0] if texts else '-'}\n")
         misbehave = settings.get("misbehave", {})

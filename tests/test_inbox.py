@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import inspect
+import json
 import os
 import shutil
 import threading
@@ -283,17 +284,21 @@ async def test_unusable_inbox_settings_are_refused_at_start_up(make_config, fold
         create_app(dataclasses.replace(make_config(), inbox=(spec,)))
 
 
-async def test_an_inbox_can_name_its_own_model(start, folders, control, tmp_path):
+async def test_an_inbox_can_name_its_own_model_language_prompt_and_hotwords(start, folders, control, tmp_path):
     course_model = tmp_path / "course-model" / "control.json"
     course_model.parent.mkdir()
     course_model.write_text("{}")
-    await start(model=str(course_model))
+    await start(model=str(course_model), language="fr", initial_prompt="Thermodynamique", hotwords="Carnot")
     tones_file(folders.inbox / "seminar.wav", [500, 600])
     await wait_until(lambda: "seminar.txt" in folders.outputs())
     [job] = await transcriptions()
-    assert job.options == {"model": str(course_model)}
+    assert job.options == {"model": str(course_model), "language": "fr", "initial_prompt": "Thermodynamique",
+                           "hotwords": "Carnot"}
     assert job.model_name == "FAKE tone detector (control.json)" and calls(course_model) == 1
     assert calls(control) == 0
+    [options] = [json.loads(line) for line in course_model.with_name("options.jsonl").read_text().splitlines()]
+    assert (options["language"], options["initial_prompt"], options["hotwords"]) == ("fr", "Thermodynamique",
+                                                                                     "Carnot")
 
 
 async def test_inbox_files_wait_their_turn_and_are_kept_beyond_the_upload_quota(

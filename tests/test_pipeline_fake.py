@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,24 @@ async def test_hook_lazyd_transcription_finished(database_url, make_config, cont
     [call] = finished_recorder.FINISHED
     assert (call["id"], call["current_state"]) == (body["task_id"], "completed")
     assert call["description"].startswith("tone300")
+
+
+async def test_the_options_of_an_upload_reach_the_backend_and_progress_is_reported(client, accounts, tmp_path,
+                                                                                  control):
+    headers = await accounts.headers("alice", can_interact=True)
+    events = await client.ws_connect("/ws", headers=headers)
+    audio = tone_sequence(tmp_path / "seminar.wav", TONES[:6])
+    response = await upload(client, headers, audio, language="de", beam_size="2", initial_prompt="Entropie",
+                            hotwords="Carnot", vad_filter="true", word_timestamps="false")
+    job_id = (await response.json())["task_id"]
+    await wait_for_state(client, headers, job_id, ("completed",))
+    [options] = [json.loads(line) for line in control.with_name("options.jsonl").read_text().splitlines()]
+    assert options == {"language": "de", "beam_size": 2, "initial_prompt": "Entropie", "hotwords": "Carnot",
+                       "vad_filter": True, "word_timestamps": False, "batch_size": 0}
+    progress = []
+    while not any(event.get("state") == "completed" for event in progress):
+        progress.append(await events.receive_json(timeout=5))
+    await events.close()
+    reports = [event for event in progress if event["type"] == "progress"]
+    assert reports and all(event["total_secs"] == pytest.approx(6.0, abs=0.1) for event in reports)
+    assert reports[-1]["done_secs"] == pytest.approx(6.0, abs=0.1) and reports[-1]["eta_secs"] == 0

@@ -1,0 +1,60 @@
+"""The job state machine on its own, on the real store: taking over dead leases, and retry backoff."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from conftest import PASSWORD
+from lazyd import users
+from lazyd.auth import PasswordHasher
+from lazyd.jobs.events import EventHub
+from lazyd.jobs.states import ChunkResult, JobStates, RetryPolicy
+from lazyd.store import Store, Transcription, utcnow
+
+LEASE = timedelta(seconds=30)
+THEIRS, OURS = "other-node/run1/0", "this-node/run1/0"
+
+
+@pytest.fixture
+async def states(database_url: str) -> AsyncIterator[JobStates]:
+    store = await Store.open(database_url, pool_size=2)
+    yield JobStates(store, EventHub(), RetryPolicy(max_attempts=3, backoff=timedelta(seconds=10)))
+    await store.close()
+
+
+async def _job(**fields) -> Transcription:
+    owner = await users.create_user(PasswordHasher(4), "alice", PASSWORD)
+    return await Transcription.acreate(creator=owner, audio_len_secs=30.0, chunk_size_secs=10.0, **fields)
+
+
+async def test_a_job_whose_lease_expired_on_another_daemon_is_taken_over_and_fenced(states):
+    job = await _job(current_state="in_progress", lease_owner=THEIRS, lease_expires_at=utcnow() + LEASE)
+    assert await states.claim(OURS, LEASE) is None, "a live lease was taken over"
+
+    await Transcription.update(lease_expires_at=utcnow() - timedelta(seconds=1)).where(
+        Transcription.id == job.id).aexecute()
+    claimed = await states.claim(OURS, LEASE)
+    assert (claimed.id, claimed.lease_owner, claimed.current_state) == (job.id, OURS, "in_progress")
+    assert not await states.renew(job.id, THEIRS, LEASE), "the old owner renewed a lease it lost"
+    stale = ChunkResult(0, 0.0, 10.0, "written by a daemon that lost the job", [])
+    assert not await states.save_chunk(job.id, THEIRS, stale), "the old owner wrote into a job it lost"
+    assert await states.renew(job.id, OURS, LEASE)
+
+
+async def test_a_failed_attempt_waits_its_backoff_which_doubles(states):
+    job = await _job(current_state="in_progress", lease_owner=OURS, lease_expires_at=utcnow() + LEASE)
+    for attempt, backoff in [(1, 10), (2, 20)]:
+        before = utcnow()
+        failed = await states.record_error(job.id, OURS, f"attempt {attempt} failed")
+        assert (failed.current_state, failed.error_count) == ("processing_error", attempt)
+        wait = (failed.next_attempt_at - before).total_seconds()
+        assert backoff <= wait < backoff + 5
+        assert await states.claim(OURS, LEASE) is None, "retried before its backoff was over"
+        await Transcription.update(next_attempt_at=utcnow() - timedelta(seconds=1)).where(
+            Transcription.id == job.id).aexecute()
+        assert (await states.claim(OURS, LEASE)).id == job.id
+    final = await states.record_error(job.id, OURS, "attempt 3 failed")
+    assert (final.current_state, final.error_count) == ("processing_fail", 3)
