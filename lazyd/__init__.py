@@ -1,7 +1,8 @@
 """lazyd: a self-hosted transcription daemon for lecture recordings.
 
 What a plugin author needs is importable from here: ``hookimpl``, the backend interface with its
-segment types, and the exporter interface with the transcript it renders. This package imports no ML library at module level; backends load theirs on demand.
+segment types, and the exporter interface with the transcript it renders. This package imports no ML library
+at module level; backends load theirs on demand.
 """
 
 import pluggy

@@ -105,6 +105,7 @@ class Inbox:
         self.spec = spec
         self.folder = spec.folder
         self.outbox = Path(spec.outbox).resolve()
+        self.quota = inbox_quota(config, spec)
         self.owner = owner
         self.config = config
         self.states = states
@@ -270,7 +271,7 @@ class Inbox:
     async def _queue(self, name: str, stored: StoredFile) -> Transcription | None:
         try:
             job = await queue_file(self.states, self.config, stored, creator_id=self.owner.id,
-                                   quota=inbox_quota(self.config, self.spec),
+                                   quota=self.quota,
                                    source="inbox", options=self._options())
         except AudioError as error:
             await self._reject(name, str(error))

@@ -131,7 +131,10 @@ def inspect(path: Path, config: Config, enforce_limits: bool = True) -> Inspecti
 
 
 def upload_quota(config: Config) -> Quota:
-    """An interactive upload: the active-job limit, and room made among uploads and counted inboxes' jobs."""
+    """An interactive upload: the active-job limit, and room made among uploads and counted inboxes' jobs.
+
+    Made once at start-up: resolving the inboxes' paths touches the file system (perhaps a slow share).
+    """
     limits = config.limits
     return Quota(limits.active_jobs_per_user, limits.max_transcriptions_per_user, _counted_inboxes(config))
 

@@ -19,13 +19,15 @@ from ..config import Config
 from ..inbox import Inbox, InboxError, check_inbox
 from ..store import Store, User
 from ..jobs.events import EventHub
+from ..jobs.ingest import upload_quota
 from ..jobs.scheduler import Scheduler
 from ..jobs.setup import retry_policy, worker_setup
 from ..jobs.states import JobStates
 from ..registry import PluginError, Registry, load_registry
 from . import auth_routes, export_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
 from .errors import error_middleware
-from .keys import BACKEND_STATUS, CONFIG, EVENTS, HASHER, INBOXES, REGISTRY, SCHEDULER, STATES, STORE, TOKENS
+from .keys import (BACKEND_STATUS, CONFIG, EVENTS, HASHER, INBOXES, REGISTRY, SCHEDULER, STATES, STORE, TOKENS,
+                   UPLOAD_QUOTA)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[REGISTRY] = registry or load_registry(modules=config.plugins.modules)
     for spec in config.inbox:
         check_inbox(spec, app[REGISTRY].exporters)
+    app[UPLOAD_QUOTA] = upload_quota(config)
     app[EVENTS] = EventHub()
     app.add_routes(ROUTES)
     app.cleanup_ctx.append(_password_hasher)

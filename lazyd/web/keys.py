@@ -9,7 +9,7 @@ from ..config import Config
 from ..inbox import Inbox
 from ..jobs.events import EventHub
 from ..jobs.scheduler import Scheduler
-from ..jobs.states import JobStates
+from ..jobs.states import JobStates, Quota
 from ..registry import Registry
 from ..store import Store
 
@@ -20,6 +20,7 @@ TOKENS = web.AppKey("tokens", TokenIssuer)
 REGISTRY = web.AppKey("registry", Registry)
 EVENTS = web.AppKey("events", EventHub)
 STATES = web.AppKey("states", JobStates)
+UPLOAD_QUOTA = web.AppKey("upload_quota", Quota)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 BACKEND_STATUS = web.AppKey("backend_status", dict)
 INBOXES = web.AppKey("inboxes", list[Inbox])

@@ -22,7 +22,7 @@ from ..store import Transcription, TranscriptionChunk, User, fetch_page, release
 from ..validation import Field, ValidationFailed, fail, parse_object, problem, query_int
 from .body import page_json, pagination
 from .errors import ApiError, conflict, not_found
-from .keys import CONFIG, SCHEDULER, STATES
+from .keys import CONFIG, SCHEDULER, STATES, UPLOAD_QUOTA
 from .security import current_user
 
 NOT_FOUND = "Transcription not found"
@@ -141,7 +141,7 @@ async def upload(request: web.Request) -> web.Response:
     limit = config.limits.max_upload_mb * 1024 * 1024
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise ApiError(413, str(UploadTooLarge(limit)))
-    quota = ingest.upload_quota(config)
+    quota = request.app[UPLOAD_QUOTA]
     try:
         await request.app[STATES].check_active(user.id, quota)
         await release_connection()
