@@ -398,3 +398,14 @@ async def test_integers_too_large_for_the_database_are_a_422(client, accounts, p
     job = await make_job(await User.aget(User.username == "alice"), "completed", ("text.",))
     response = await client.get(path.format(id=job.id), headers=headers)
     assert response.status == 422, await response.text()
+
+
+async def test_the_seed_routes_take_any_page_size_as_the_seed_did(client, accounts):
+    headers = await accounts.headers("alice")
+    job = await make_job(await User.aget(User.username == "alice"), "completed", ("one.", "two."))
+    listing = await (await client.get("/transcriptions?size=5000", headers=headers)).json()
+    assert (listing["size"], listing["pages"], len(listing["transcriptions"])) == (5000, 1, 1)
+    chunks = await (await client.get(f"/transcript?task_id={job.id}&size=100000", headers=headers)).json()
+    assert (chunks["size"], chunks["pages"], len(chunks["transcriptions"])) == (100000, 1, 2)
+    beyond = await client.get(f"/transcript?task_id={job.id}&size=100000&page=99999999999999999", headers=headers)
+    assert beyond.status == 422 and (await beyond.json())["detail"][0]["loc"] == ["query", "page"]

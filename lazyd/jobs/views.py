@@ -57,21 +57,29 @@ def chunk_json(chunk: TranscriptionChunk, chunk_size_secs: float) -> dict[str, A
             "transcription": chunk.text}
 
 
-def segment_json(chunk_no: int, segment: dict[str, Any]) -> dict[str, Any]:
-    return {"chunk_order": chunk_no, **segment}
+async def _chunk_rows(job_id: int) -> list[tuple[int, float, float, str, str | None]]:
+    """Each finished chunk's number, start, end, text and segments, in order; the segments as raw JSON.
 
-
-async def load_transcript(job: Transcription) -> Transcript:
-    """The transcription and its finished chunks, as exporters receive it.
-
-    The segments are fetched as raw JSON and decoded in a thread: a long lecture holds tens of thousands of
-    timed words, too much work for the event loop.
+    The JSON is left for the caller to decode in a thread: a long lecture holds tens of thousands of timed
+    words, too much work for the event loop.
     """
     chunk = TranscriptionChunk
     query = (chunk.select(chunk.chunk_no, chunk.start_secs, chunk.end_secs, chunk.text,
                           chunk.segments.cast("TEXT").alias("raw_segments"))
-             .where(chunk.transcription == job.id).order_by(chunk.chunk_no).tuples())
-    rows = await chunk._meta.database.list(query)
+             .where(chunk.transcription == job_id).order_by(chunk.chunk_no).tuples())
+    return await chunk._meta.database.list(query)
+
+
+async def all_segments_json(job_id: int) -> list[dict[str, Any]]:
+    """Every stored segment of the transcription, in order, each with its chunk's number."""
+    rows = await _chunk_rows(job_id)
+    return await asyncio.to_thread(lambda: [{"chunk_order": number, **segment}
+                                            for number, _, _, _, raw in rows for segment in json.loads(raw or "[]")])
+
+
+async def load_transcript(job: Transcription) -> Transcript:
+    """The transcription and its finished chunks, as exporters receive it."""
+    rows = await _chunk_rows(job.id)
     return Transcript(
         id=job.id, title=job.filename or f"Transcription {job.id}", duration_secs=job.audio_len_secs,
         created=job.create_date, state=job.current_state, model=job.model_name,

@@ -10,8 +10,7 @@ from aiohttp import web
 from ..validation import INT64_MAX, Field, fail, parse_object, query_int
 
 MAX_PAGE_SIZE = 1000
-MAX_PAGE = INT64_MAX // MAX_PAGE_SIZE
-"""Beyond this page the row offset would not fit in a database integer."""
+"""The most items one page of lazyd's own listings holds; the seed's routes take any size, as the seed did."""
 
 
 async def json_body(request: web.Request) -> Any:
@@ -30,10 +29,13 @@ async def json_object(request: web.Request, *fields: Field) -> dict[str, Any]:
     return parse_object(await json_body(request), fields)
 
 
-def pagination(request: web.Request) -> tuple[int, int]:
-    """The seed's ``page`` (>= 1, default 1) and ``size`` (>= 1, default 50) query parameters."""
-    page = query_int(request.query, "page", 1, ge=1, le=MAX_PAGE)
-    size = query_int(request.query, "size", 50, ge=1, le=MAX_PAGE_SIZE)
+def pagination(request: web.Request, max_size: int = MAX_PAGE_SIZE) -> tuple[int, int]:
+    """The seed's ``page`` (>= 1, default 1) and ``size`` (>= 1, default 50) query parameters.
+
+    The page is bounded so that its row offset fits in a database integer.
+    """
+    size = query_int(request.query, "size", 50, ge=1, le=max_size)
+    page = query_int(request.query, "page", 1, ge=1, le=INT64_MAX // size + 1)
     return page, size
 
 
