@@ -345,9 +345,24 @@ async def test_a_worker_reporting_its_last_chunk_with_completed_keeps_the_chunk(
     assert [row.text for row in rows] == ["a.", "b.", "c."]
 
 
+async def test_a_worker_may_report_the_tail_chunk_the_seed_would_have_cut(client, accounts):
+    alice = await accounts.create("alice")
+    job = await Transcription.acreate(creator=alice, audio_len_secs=25.0, chunk_size_secs=10.0,
+                                      current_state="in_progress", chunk_plan=[[0, 10], [10, 25]])  # tail merged
+    url = "/worker/transcription_status?secret_worker_token=w0rker-token"
+    tail = await client.post(url, json={"transcription_id": job.id, "new_chunk": {"chunk_no": 2, "text": "c."}})
+    assert tail.status == 200, await tail.text()
+    [row] = await TranscriptionChunk._meta.database.list(
+        TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id))
+    assert (row.chunk_no, row.start_secs, row.end_secs) == (2, 20.0, 25.0)
+    beyond = await client.post(url, json={"transcription_id": job.id, "new_chunk": {"chunk_no": 3, "text": "d."}})
+    assert beyond.status == 422
+
+
 @pytest.mark.parametrize("body, status", [
     ({"transcription_id": 999_999, "current_state": "queued"}, 404),
-    ({"transcription_id": "{id}", "new_chunk": {"chunk_no": 3, "text": "x"}}, 422),
+    ({"transcription_id": "{id}", "new_chunk": {"chunk_no": 4, "text": "x"}}, 422),
+    ({"transcription_id": "{id}", "new_chunk": {"chunk_no": -1, "text": "x"}}, 422),
     ({"transcription_id": "{id}", "current_state": "finished"}, 422),
     ({"transcription_id": "{id}", "new_chunk": {"text": "x"}}, 422),
 ])
