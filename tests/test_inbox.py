@@ -442,12 +442,12 @@ async def test_a_delivery_that_fails_is_retried_and_holds_up_no_other_file(start
 
 async def test_a_file_whose_transcription_is_deleted_before_it_ran_is_set_aside(start, folders, control):
     control.parent.mkdir(parents=True, exist_ok=True)
-    control.write_text('{"delay": 0.5}')
+    control.write_text('{"delay": 1.0}')
     client = await start()
     tones_file(folders.inbox / "running.wav", [300, 400, 500, 600])
     tones_file(folders.inbox / "waiting.wav", [700, 800])
 
-    async def queued_job() -> Transcription | None:  # the slot is busy with running.wav for some 2 s
+    async def queued_job() -> Transcription | None:  # the slot is busy with running.wav for some 4 s
         waiting = [job for job in await transcriptions() if job.filename == "waiting.wav"]
         return waiting[0] if waiting and waiting[0].current_state == "queued" else None
 
