@@ -9,8 +9,8 @@ existing result.
 
 Every taken file has a row in ``inbox_files``, so a restart finishes what was in flight, delivers what
 finished while the daemon was down, and never takes a file twice. When its transcription completes,
-every configured format is written to the outbox atomically (a hidden temporary file, then a rename) and
-the recording goes to ``done/`` (or stays, with ``after = "keep"``); a failed one goes to ``failed/`` with
+every configured format is written to the outbox atomically (a hidden temporary file, then a rename) as
+``<stem>.<suffix>`` (``<name>.<suffix>`` when another recording shares the stem), and the recording goes to ``done/`` (or stays, with ``after = "keep"``); a failed one goes to ``failed/`` with
 a ``.error.txt`` that says why.
 """
 
@@ -26,6 +26,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import peewee
 
 from .audio import AudioError
 from .config import Config, InboxConfig
@@ -323,7 +325,7 @@ class Inbox:
             await self._fail(row, job.last_error or f"the transcription ended {job.current_state}")
             return
         transcript = await load_transcript(job)
-        stem = Path(row.name).stem
+        stem = await self._output_stem(row.name)
         for name in self.spec.formats:
             exporter = self.exporters.get(name)
             body = await asyncio.to_thread(exporter.render, transcript, ExportOptions())
@@ -331,6 +333,17 @@ class Inbox:
         if self.spec.after == "move":
             await asyncio.to_thread(_move_into, self.folder / row.name, self.folder / "done")
         row.status = DONE
+
+    async def _output_stem(self, name: str) -> str:
+        """The recording's name without its extension, or with it when another recording in this inbox
+        shares the stem (``talk.mp3`` and ``talk.m4a``), so that neither's transcripts overwrite the other's."""
+        stem = Path(name).stem
+        prefix = f"{stem}."
+        query = InboxFile.select(InboxFile.name).where(
+            InboxFile.inbox == str(self.folder), InboxFile.name != name,
+            peewee.fn.SUBSTR(InboxFile.name, 1, len(prefix)) == prefix)
+        others = await InboxFile._meta.database.list(query)
+        return name if any(Path(other.name).stem == stem for other in others) else stem
 
     async def _fail(self, row: InboxFile, reason: str) -> None:
         await asyncio.to_thread(_set_aside, self.folder / row.name, self.folder / "failed", reason)

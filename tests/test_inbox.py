@@ -490,3 +490,14 @@ async def test_inotify_asked_for_but_unavailable_falls_back_to_polling(start, fo
     await wait_until(lambda: "polled.txt" in folders.outputs())
     [inbox] = (await (await client.get("/health")).json())["inboxes"]
     assert inbox["watching"] == "polling every 0.2 s (inotify unavailable: inotify instance limit reached)"
+
+
+async def test_recordings_that_share_a_name_but_not_an_extension_keep_their_own_transcripts(start, folders,
+                                                                                           control, tmp_path):
+    await start()
+    write_audio(folders.inbox / "talk.flac", numpy.concatenate([tone(300, 1.0), tone(400, 1.0)]))
+    tones_file(folders.inbox / "talk.wav", [700, 800])
+    await wait_until(lambda: len([name for name in folders.outputs() if name.endswith(".txt")]) == 2)
+    texts = {(folders.outbox / name).read_text() for name in folders.outputs() if name.endswith(".txt")}
+    assert texts == {expected_text([300, 400]), expected_text([700, 800])}
+    assert "talk.wav.txt" in folders.outputs() or "talk.flac.txt" in folders.outputs()
