@@ -154,8 +154,10 @@ async def test_fifty_files_dropped_at_once_are_each_transcribed_exactly_once(sta
     assert calls(control) == 50
 
 
-async def test_identical_content_under_another_name_is_not_transcribed_again(start, folders, control, tmp_path):
-    await start()
+@pytest.mark.parametrize("watch", WATCH_MODES)
+async def test_identical_content_under_another_name_is_not_transcribed_again(start, folders, control, tmp_path,
+                                                                             watch):
+    await start(watch)
     tones_file(tmp_path / "original.wav", [400, 800])
     shutil.copy(tmp_path / "original.wav", folders.inbox / "monday.wav")
     await wait_until(lambda: "monday.txt" in folders.outputs())
