@@ -43,7 +43,7 @@ IGNORED_SUFFIXES = (".part", ".partial", ".crdownload", ".download", ".tmp", ".t
 NETWORK_FILESYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "afs")
 DONE, FAILED, QUEUED = "done", "failed", "queued"
 SETUP_RETRY_SECS = 10.0
-"""Wait before trying again to make an inbox's folders (a share that is not mounted yet)."""
+"""Wait before trying again to make an inbox's folders (no permission yet, a share not reachable yet)."""
 
 
 class InboxError(Exception):
@@ -142,7 +142,7 @@ class Inbox:
             log.exception("inbox %s: this round failed; trying again in %g s", self.folder, self.spec.scan_secs)
 
     async def _start_watching(self) -> Any:
-        """Make the folders and start watching; until that works (a share not mounted yet), try again."""
+        """Make the folders and start watching; until that works (a share not reachable yet), try again."""
         while True:
             try:
                 await asyncio.to_thread(self._make_folders)
