@@ -15,8 +15,10 @@ import docx
 import pytest
 
 from conftest import Accounts
+from lazyd.exporters import ExportOptions
 from lazyd.store import Transcription, User
 from lazyd.web import create_app
+from lazyd.web.export_routes import STREAM_BATCH_BYTES
 from test_transcriptions_api import make_job
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +99,24 @@ async def test_export_options_come_from_the_query_and_bad_ones_are_422(client, a
         response = await client.get(f"{base}&format=srt&{query}", headers=headers)
         assert response.status == 422, query
         assert (await response.json())["detail"][0]["loc"] == ["query", loc]
+
+
+async def test_a_long_export_is_streamed_and_equals_the_whole_rendering(client, accounts):
+    from lazyd.jobs.views import load_transcript
+    from lazyd.store import TranscriptionChunk
+    from lazyd.web.keys import REGISTRY
+
+    headers, job = await _alice_with_job(accounts, state="completed")
+    segments = [{"start": n * 2.0, "end": n * 2.0 + 1.5, "text": f"Sentence number {n} of a very long lecture."}
+                for n in range(3000)]
+    await TranscriptionChunk.acreate(transcription=job, chunk_no=0, start_secs=0.0, end_secs=6000.0,
+                                     text=" ".join(segment["text"] for segment in segments), segments=segments)
+    expected = client.app[REGISTRY].exporters.get("srt").render(await load_transcript(job), ExportOptions())
+    assert len(expected) > 3 * STREAM_BATCH_BYTES
+    response = await client.get(f"/transcript/export?task_id={job.id}&format=srt", headers=headers)
+    assert response.status == 200
+    assert response.headers.get("Transfer-Encoding") == "chunked" and "Content-Length" not in response.headers
+    assert await response.read() == expected
 
 
 async def test_exporting_before_any_chunk_is_done_is_a_409_that_says_so(client, accounts):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import PurePath
 from urllib.parse import quote
 
@@ -19,6 +19,7 @@ from .transcription_routes import owned_from_query
 
 SEED_FORMATS = ("doc", "txt")
 MIN_CUE_CHARS, MAX_CUE_CHARS, MAX_CUE_SECS = 10, 500, 60
+STREAM_BATCH_BYTES = 64 * 1024
 
 
 async def formats(request: web.Request) -> web.Response:
@@ -29,18 +30,40 @@ async def formats(request: web.Request) -> web.Response:
     return web.json_response({"formats": listed})
 
 
-async def export(request: web.Request) -> web.Response:
-    """The transcript rendered by the exporter ``format`` names, as an attachment."""
+async def export(request: web.Request) -> web.StreamResponse:
+    """The transcript rendered by the exporter ``format`` names, as an attachment.
+
+    It is sent as the exporter renders it (:meth:`Exporter.stream`), a batch of pieces at a time, each
+    batch rendered in a thread; an error in the first batch is still answered as an error.
+    """
     user, job = await owned_from_query(request, "task_id")
     name = request.query.get("format")
     exporter = _exporter(request, name)
+    options = _options(request.query)
     transcript = await load_transcript(job)
     if not transcript.chunks:
         raise conflict(f"Transcription {job.id} has no finished chunk to export yet. Try again later.")
-    body = await asyncio.to_thread(exporter.render, transcript, _options(request.query))
-    disposition = _attachment(_filename(user, name, exporter, transcript.title))
-    return web.Response(body=body, headers={"Content-Type": exporter.media_type,
-                                            "Content-Disposition": disposition})
+    pieces = exporter.stream(transcript, options)
+    batch = await asyncio.to_thread(_next_batch, pieces)
+    response = web.StreamResponse(headers={
+        "Content-Type": exporter.media_type,
+        "Content-Disposition": _attachment(_filename(user, name, exporter, transcript.title))})
+    await response.prepare(request)
+    while batch:
+        await response.write(batch)
+        batch = await asyncio.to_thread(_next_batch, pieces)
+    await response.write_eof()
+    return response
+
+
+def _next_batch(pieces: Iterator[bytes], size: int = STREAM_BATCH_BYTES) -> bytes:
+    """The rendering's next pieces, joined up to about ``size`` bytes; empty at the end."""
+    batch = bytearray()
+    for piece in pieces:
+        batch += piece
+        if len(batch) >= size:
+            break
+    return bytes(batch)
 
 
 def _options(query: Mapping[str, str]) -> ExportOptions:
