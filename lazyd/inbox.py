@@ -10,8 +10,9 @@ existing result.
 Every taken file has a row in ``inbox_files``, so a restart finishes what was in flight, delivers what
 finished while the daemon was down, and never takes a file twice. When its transcription completes,
 every configured format is written to the outbox atomically (a hidden temporary file, then a rename) as
-``<stem>.<suffix>`` (``<name>.<suffix>`` when another recording shares the stem), and the recording goes to ``done/`` (or stays, with ``after = "keep"``); a failed one goes to ``failed/`` with
-a ``.error.txt`` that says why.
+``<stem>.<suffix>`` (``<name>.<suffix>`` when another recording shares the stem), and the recording goes
+to ``done/`` (or stays, with ``after = "keep"``); a failed one goes to ``failed/`` with a ``.error.txt``
+that says why.
 """
 
 from __future__ import annotations

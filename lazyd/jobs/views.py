@@ -72,9 +72,12 @@ async def _chunk_rows(job_id: int) -> list[tuple[int, float, float, str, str | N
 
 async def all_segments_json(job_id: int) -> list[dict[str, Any]]:
     """Every stored segment of the transcription, in order, each with its chunk's number."""
-    rows = await _chunk_rows(job_id)
-    return await asyncio.to_thread(lambda: [{"chunk_order": number, **segment}
-                                            for number, _, _, _, raw in rows for segment in json.loads(raw or "[]")])
+    return await asyncio.to_thread(_numbered_segments, await _chunk_rows(job_id))
+
+
+def _numbered_segments(rows: list[tuple[int, float, float, str, str | None]]) -> list[dict[str, Any]]:
+    return [{"chunk_order": number, **segment}
+            for number, _start, _end, _text, raw_segments in rows for segment in json.loads(raw_segments or "[]")]
 
 
 async def load_transcript(job: Transcription) -> Transcript:
