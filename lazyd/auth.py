@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -31,22 +32,32 @@ def _prehash(password: str) -> bytes:
 
 
 class PasswordHasher:
-    """bcrypt hashing and checking, run in an executor so the event loop never waits on it."""
+    """bcrypt hashing and checking, run in an executor so the event loop never waits on it.
 
-    def __init__(self, rounds: int = 12, executor: Executor | None = None) -> None:
+    ``before_work`` is awaited before each hash or check: the daemon passes the store's
+    ``release_connection``, so that a request waiting its turn for bcrypt holds no database connection.
+    """
+
+    def __init__(self, rounds: int = 12, executor: Executor | None = None,
+                 before_work: Callable[[], Awaitable[None]] | None = None) -> None:
         self.rounds = rounds
         self.executor = executor
+        self.before_work = before_work
         self._decoy: bytes | None = None
 
     def hash_sync(self, password: str) -> str:
         return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(self.rounds)).decode("ascii")
 
     async def hash(self, password: str) -> str:
+        if self.before_work is not None:
+            await self.before_work()
         return await asyncio.get_running_loop().run_in_executor(self.executor, self.hash_sync, password)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         """Check ``password``; with no hash (unknown user) spend the same time and say no."""
         target = hashed.encode("ascii") if hashed else await self._decoy_hash()
+        if self.before_work is not None:
+            await self.before_work()
         matches = await asyncio.get_running_loop().run_in_executor(
             self.executor, bcrypt.checkpw, _prehash(password), target
         )

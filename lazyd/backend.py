@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from .options import TranscribeOptions
+
 if TYPE_CHECKING:
     import numpy
 
@@ -74,21 +76,6 @@ class ModelSpec:
     compute_type: str = "auto"
     cpu_threads: int = 0
     """0 means one thread per core."""
-
-
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """Per-job decoding options."""
-
-    language: str | None = None
-    """An ISO 639-1 code, or None to detect the language."""
-    beam_size: int = 5
-    initial_prompt: str | None = None
-    hotwords: str | None = None
-    vad_filter: bool = False
-    word_timestamps: bool = True
-    batch_size: int = 0
-    """0 decodes sequentially; above 0, speech segments found by VAD are decoded in batches of this size."""
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,15 @@ from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
-from .jobs.views import load_transcript
+from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
+from .options import OptionSpec, from_text, option_specs, overrides_from
 from .registry import PluginError, load_registry, plugin_origins
 from .store import SchemaTooNew, Store, StoreError, Transcription
 from .validation import password_problem, username_problem
 from .web import create_app
 from .web.access_log import AccessLogger
-from .web.keys import STORE
+from .web.keys import DAEMON
 
 log = logging.getLogger("lazyd")
 
@@ -65,8 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", parents=[common],
                                      help="transcribe a file here, without a server, and print the text")
     transcribe.add_argument("file", type=Path)
-    transcribe.add_argument("--language", help="ISO 639-1 code; default: the configured one, or detect")
-    transcribe.add_argument("--prompt", help="initial prompt: a course's vocabulary and style")
+    _add_job_option_flags(transcribe)
     _add_output_options(transcribe)
     transcribe.set_defaults(run=cmd_transcribe)
 
@@ -77,6 +77,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_user_commands(commands, common)
     return parser
+
+
+def _add_job_option_flags(parser: argparse.ArgumentParser) -> None:
+    """A flag per job option (:mod:`lazyd.options`); one not given keeps the configured default."""
+    group = parser.add_argument_group("job options (default: the [transcription] configuration)")
+    for spec in option_specs():
+        if spec.kind is bool:
+            group.add_argument(*spec.flags, dest=spec.name, action=argparse.BooleanOptionalAction, help=spec.help)
+        else:
+            group.add_argument(*spec.flags, dest=spec.name, type=_option_value(spec), help=spec.help,
+                               metavar=spec.name.upper())
+
+
+def _option_value(spec: OptionSpec) -> Callable[[str], object]:
+    """argparse's converter for one option: its type, then its check."""
+
+    def convert(text: str) -> object:
+        value = from_text(text, spec.kind)
+        if problem := spec.problem(value):
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    convert.__name__ = spec.kind.__name__  # argparse names the type in its error message
+    return convert
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +182,7 @@ async def _start_site(runner: web.AppRunner, config: Config) -> None:
     except OSError as error:
         raise CliError(f"cannot listen on {config.server.host}:{config.server.port}: {error.strerror}") from None
     host, port = runner.addresses[0][:2]
-    store = runner.app[STORE]
+    store = runner.app[DAEMON].store
     log.info("lazyd %s listening on http://%s:%d, store %s (schema v%d), data in %s", __version__, host, port,
              store.describe(), await store.schema_version(), config.data_dir)
 
@@ -211,8 +235,7 @@ def cmd_transcribe(config: Config, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         raise CliError(f"{args.file} is not a file")
     exporter = _exporter(config, args.format)
-    options = {key: value for key, value in (("language", args.language), ("initial_prompt", args.prompt))
-               if value}
+    options = overrides_from({spec.name: getattr(args, spec.name) for spec in option_specs()})
     logging.getLogger().setLevel(max(logging.WARNING, logging.getLogger().level))  # stdout is the transcript
     bar = ProgressBar()
     try:
@@ -231,11 +254,11 @@ def cmd_transcribe(config: Config, args: argparse.Namespace) -> int:
 def cmd_export(config: Config, args: argparse.Namespace) -> int:
     exporter = _exporter(config, args.format)
 
-    async def load() -> Transcript:
+    async def load(store: Store) -> Transcript:
         job = await Transcription.aget_or_none(Transcription.id == args.id)
         if job is None:
             raise CliError(f"no transcription with id {args.id}")
-        return await load_transcript(job)
+        return await load_transcript(store, job)
 
     transcript = with_store(config, load)
     if not transcript.chunks:
@@ -270,7 +293,7 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
     password = read_password(args.password_stdin)
     role = "admin" if args.admin else "user"
 
-    async def add() -> users.User:
+    async def add(store: Store) -> users.User:
         return await users.create_user(PasswordHasher(config.auth.bcrypt_rounds), args.name, password,
                                        role=role, can_interact=args.can_interact)
 
@@ -280,7 +303,7 @@ def cmd_user_add(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_user_list(config: Config, args: argparse.Namespace) -> int:
-    found, _ = with_store(config, lambda: users.list_users(1, 1_000_000))
+    found, _ = with_store(config, lambda store: users.list_users(store, 1, 1_000_000))
     print(f"{'id':>5}  {'username':<24} {'role':<6} {'active':<7} {'can_interact':<12} created")
     for user in found:
         print(f"{user.id:>5}  {user.username:<24} {user.role:<6} {_yes(user.active):<7} "
@@ -300,7 +323,7 @@ def cmd_user_set(config: Config, args: argparse.Namespace) -> int:
         raise CliError("nothing to change: give --active/--blocked, --can-interact/--no-can-interact, --role "
                        "or --password-stdin")
 
-    async def change() -> users.User:
+    async def change(store: Store) -> users.User:
         user = await users.find_user(args.name)
         if user is None:
             raise CliError(f"no user named {args.name!r}")
@@ -327,13 +350,13 @@ def read_password(from_stdin: bool) -> str:
     return password
 
 
-def with_store(config: Config, work: Callable[[], Awaitable]) -> object:
-    """Open the configured store, run ``work`` against it, close it."""
+def with_store(config: Config, work: Callable[[Store], Awaitable]) -> object:
+    """Open the configured store, run ``work(store)``, close it."""
 
     async def run() -> object:
         store = await Store.open(config.database_url, pool_size=2, timeout_s=config.database.connect_timeout_s)
         try:
-            return await work()
+            return await work(store)
         finally:
             await store.close()
 

@@ -13,11 +13,14 @@ import dataclasses
 import json
 import os
 import tomllib
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .options import JobOptions, JobOverrides, from_text
 
 ENV_PREFIX = "LAZYD_"
 CONFIG_ENV = "LAZYD_CONFIG"
@@ -60,20 +63,14 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
-class TranscriptionConfig:
+class TranscriptionConfig(JobOptions):
+    """The engine's settings, and the defaults of every job option (:class:`lazyd.options.JobOptions`)."""
+
     backend: str = "auto"
-    model: str = ""
     models_dir: str = ""
     device: str = "auto"
     compute_type: str = "auto"
     cpu_threads: int = 0
-    language: str = ""
-    beam_size: int = 5
-    initial_prompt: str = ""
-    hotwords: str = ""
-    vad_filter: bool = False
-    word_timestamps: bool = True
-    batch_size: int = 0
     chunk_secs: float = 900.0
     cut_window_secs: float = 30.0
 
@@ -105,18 +102,15 @@ class PluginsConfig:
     modules: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class InboxConfig:
-    """One watched folder: ``[[inbox]]`` in config.toml."""
+@dataclass(frozen=True, kw_only=True)
+class InboxConfig(JobOverrides):
+    """One watched folder: ``[[inbox]]`` in config.toml; any job option set here replaces the configured one
+    for this folder's recordings."""
 
     path: str
     user: str
     outbox: str
     formats: tuple[str, ...] = ("txt",)
-    language: str = ""
-    model: str = ""
-    initial_prompt: str = ""
-    hotwords: str = ""
     after: str = "move"
     watch: str = "auto"
     settle_secs: float = 3.0
@@ -311,12 +305,9 @@ def _read_secret_file(file: Any, path: tuple[str, ...]) -> str:
         raise ConfigError(f"cannot read '{'.'.join(path)}_file' {file}: {error.strerror}") from None
 
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
 def _coerce(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
     key = ".".join(path)
+    kind = _unset_allowed(kind)
     if isinstance(value, _EnvText):
         value = _from_env_text(str(value), kind, key)
     if kind is bool and isinstance(value, bool):
@@ -333,21 +324,21 @@ def _coerce(value: Any, kind: Any, path: tuple[str, ...]) -> Any:
     raise ConfigError(f"'{key}' must be {_describe(kind)}, got {type(value).__name__} {value!r}")
 
 
+def _unset_allowed(kind: Any) -> Any:
+    """``str`` for a job option's ``str | None``: a file or the environment can only set a value."""
+    args = typing.get_args(kind)
+    if isinstance(kind, types.UnionType) and type(None) in args:
+        return next(arg for arg in args if arg is not type(None))
+    return kind
+
+
 def _from_env_text(text: str, kind: Any, key: str) -> Any:
     try:
-        if kind is bool:
-            if text.lower() in _TRUE | _FALSE:
-                return text.lower() in _TRUE
-            raise ValueError(text)
-        if kind is int:
-            return int(text)
-        if kind is float:
-            return float(text)
         if typing.get_origin(kind) is tuple:
             return json.loads(text) if text.startswith("[") else [part.strip() for part in text.split(",") if part.strip()]
+        return from_text(text, kind)
     except ValueError:
         raise ConfigError(f"'{key}' must be {_describe(kind)}, got {text!r} from {ENV_PREFIX}...") from None
-    return text
 
 
 def _describe(kind: Any) -> str:

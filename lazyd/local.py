@@ -1,31 +1,27 @@
-"""``lazyd transcribe FILE``: the daemon's pipeline without a server.
+"""``lazyd transcribe FILE``: the daemon without a server.
 
-The same planner, state machine, scheduler and worker process run against a throwaway store in a
-temporary directory; the file is read where it lies, never copied or changed.
+The same :class:`lazyd.daemon.Daemon` (planner, state machine, scheduler and worker process) runs against
+a throwaway store in a temporary directory, with one worker and no inboxes; the file is read where it
+lies, never copied or changed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from .aio import stop_task
 from .config import Config
+from .daemon import Daemon
 from .exporters import Transcript
-from .jobs.events import Event, EventHub
-from .jobs.ingest import inspect
-from .jobs.scheduler import Scheduler
-from .jobs.setup import retry_policy, worker_setup
-from .jobs.states import FINAL, JobStates, Quota
-from .jobs.views import load_transcript
-from .jobs.worker import WorkerSetup
+from .jobs.backend_setup import worker_setup
+from .jobs.events import Event
+from .jobs.transcripts import load_transcript
 from .registry import load_registry
-from .store import Store, Transcription, User
+from .store import User
 
 LOCAL_USER = "localcli"
 
@@ -36,46 +32,25 @@ class LocalResult:
     error: str
 
 
-async def transcribe_file(config: Config, path: Path, options: dict[str, object],
+async def transcribe_file(config: Config, path: Path, options: Any,
                           on_event: Callable[[Event], None] = lambda event: None) -> LocalResult:
-    """Transcribe ``path`` with one worker and return the transcript once the job is final."""
+    """Transcribe ``path`` (``options`` a :data:`lazyd.options.JobOverrides`) and return the transcript once
+    the job is final."""
     registry = load_registry(modules=config.plugins.modules)
-    setup, _ = worker_setup(config, registry)
+    worker_setup(config, registry)  # no backend here: say so now, not after a silent wait
     with tempfile.TemporaryDirectory(prefix="lazyd-") as scratch:
-        store = await Store.open(f"sqlite:///{Path(scratch) / 'lazyd.sqlite3'}", pool_size=4)
-        try:
-            return await _run(config, store, setup, path, options, on_event)
-        finally:
-            await store.close()
+        async with Daemon(_scratch_config(config, Path(scratch)), registry) as daemon:
+            user = await User.acreate(username=LOCAL_USER, password="!", password_timestamp=0.0)
+            job = await daemon.submit_file(path, creator_id=user.id, options=options)
+            final = await daemon.wait(job.id, on_event)
+            return LocalResult(await load_transcript(daemon.store, final), final.last_error)
 
 
-async def _run(config: Config, store: Store, setup: WorkerSetup, path: Path, options: dict[str, object],
-               on_event: Callable[[Event], None]) -> LocalResult:
-    events = EventHub()
-    states = JobStates(store, events, retry_policy(config))
-    user = await User.acreate(username=LOCAL_USER, password="!", password_timestamp=0.0)
-    checked = await asyncio.to_thread(inspect, path, config, False)
-    job, _ = await states.enqueue(user.id, Quota(None, None), audio_len_secs=checked.info.duration,
-                                  chunk_size_secs=config.transcription.chunk_secs,
-                                  chunk_plan=[list(span) for span in checked.plan], source="cli",
-                                  filename=path.name, audio_path=str(path), options=options)
-    local = dataclasses.replace(config, scheduler=dataclasses.replace(config.scheduler, workers=1))
-    scheduler = Scheduler(local, states, setup)
-    with events.subscribe(user.id) as queue:
-        running = asyncio.create_task(scheduler.run())
-        try:
-            await _until_final(queue, on_event)
-        finally:
-            await stop_task(running)
-    final = await Transcription.aget_by_id(job.id)
-    return LocalResult(await load_transcript(final), final.last_error)
-
-
-async def _until_final(queue: asyncio.Queue[Event | None], on_event: Callable[[Event], None]) -> None:
-    while (event := await queue.get()) is not None:
-        on_event(event)
-        if event.type == "state" and event.data["state"] in FINAL:
-            return
+def _scratch_config(config: Config, scratch: Path) -> Config:
+    """The user's settings, on a store in ``scratch``, with one worker and no watched folders."""
+    database = dataclasses.replace(config.database, url=f"sqlite:///{scratch / 'lazyd.sqlite3'}", pool_size=4)
+    scheduler = dataclasses.replace(config.scheduler, enabled=True, workers=1)
+    return dataclasses.replace(config, database=database, scheduler=scheduler, inbox=())
 
 
 class ProgressBar:

@@ -1,15 +1,16 @@
-"""User accounts: creation, login, changes, listing and deletion. Used by the HTTP API and the CLI."""
+"""User accounts: creation, login, changes and listing. Used by the HTTP API and the CLI.
+
+Deleting a user removes their transcriptions too, so it is the daemon's (:meth:`lazyd.daemon.Daemon.delete_user`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import peewee
 
 from .auth import PasswordHasher, password_timestamp
-from .files import remove_files
-from .store import Transcription, User, fetch_page, release_connection, utcnow
+from .store import Store, User, utcnow
 
 ROLES = ("user", "admin")
 SORT_KEYS = ("id", "username", "create_date", "update_date")
@@ -31,19 +32,6 @@ class UserChanges:
     role: str | None = None
 
 
-def user_json(user: User) -> dict[str, Any]:
-    """The seed's user object."""
-    return {
-        "id": user.id,
-        "username": user.username,
-        "active": user.active,
-        "can_interact": user.can_interact,
-        "role": user.role,
-        "create_date": user.create_date.isoformat(),
-        "update_date": user.update_date.isoformat(),
-    }
-
-
 async def create_user(
     hasher: PasswordHasher, username: str, password: str, *, role: str = "user", can_interact: bool = False
 ) -> User:
@@ -63,7 +51,6 @@ async def find_user(username: str) -> User | None:
 async def check_credentials(hasher: PasswordHasher, username: str, password: str) -> User | None:
     """The user whose password this is, or ``None``; as slow for unknown names as for known ones."""
     user = await find_user(username)
-    await release_connection()
     matches = await hasher.verify(password, user.password if user else None)
     return user if matches else None
 
@@ -71,7 +58,6 @@ async def check_credentials(hasher: PasswordHasher, username: str, password: str
 async def update_user(hasher: PasswordHasher, user: User, changes: UserChanges) -> User:
     """Apply ``changes``; a new password also replaces the stamp, which revokes every issued token."""
     if changes.password is not None:
-        await release_connection()
         user.password = await hasher.hash(changes.password)
         user.password_timestamp = password_timestamp()
     for name in ("can_interact", "active", "role"):
@@ -82,16 +68,13 @@ async def update_user(hasher: PasswordHasher, user: User, changes: UserChanges) 
     return user
 
 
-async def list_users(page: int, size: int, sort: str = "id", order: str = "asc") -> tuple[list[User], int]:
+async def update_user_by_id(hasher: PasswordHasher, user_id: int, changes: UserChanges) -> User | None:
+    """:func:`update_user` for the user with this id; ``None`` when there is none."""
+    user = await User.aget_or_none(User.id == user_id)
+    return None if user is None else await update_user(hasher, user, changes)
+
+
+async def list_users(store: Store, page: int, size: int, sort: str = "id",
+                     order: str = "asc") -> tuple[list[User], int]:
     column = getattr(User, sort)
-    return await fetch_page(User.select(), page, size, column.asc() if order == "asc" else column.desc(), User.id)
-
-
-async def delete_user(user: User) -> int:
-    """Remove the user, their transcriptions and their audio files; return how many files were removed."""
-    db = User._meta.database
-    paths = [row.audio_path for row in await db.list(Transcription.select(Transcription.audio_path)
-                                                     .where(Transcription.creator == user.id))]
-    async with db.atomic():
-        await user.adelete_instance(recursive=True)
-    return await remove_files(paths)
+    return await store.page(User.select(), page, size, column.asc() if order == "asc" else column.desc(), User.id)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .options import parse_bool
+
 USERNAME_RULE = "Username must consist of Latin letters only and be between 5 and 64 characters long."
 PASSWORD_RULE = (
     "Password must be 8-256 characters long, include Latin letters (uppercase and lowercase), "
@@ -143,19 +145,16 @@ def query_int(
     return value
 
 
-TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
-
-
 def query_bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """A boolean query parameter, spelled as pydantic accepts it (``true``/``1``/``yes``/``on`` and opposites)."""
+    """A boolean query parameter, spelled as pydantic accepts it (:func:`lazyd.options.parse_bool`)."""
     raw = query.get(name)
     if raw is None:
         return default
-    if raw.lower() in TRUE_WORDS:
-        return True
-    if raw.lower() in FALSE_WORDS:
-        return False
-    raise fail(("query", name), "Input should be a valid boolean, unable to interpret input", "bool_parsing")
+    try:
+        return parse_bool(raw)
+    except ValueError:
+        raise fail(("query", name), "Input should be a valid boolean, unable to interpret input",
+                   "bool_parsing") from None
 
 
 def query_choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -49,6 +49,7 @@ def daemon(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     if process.poll() is None:
         process.kill()
         process.wait()
+    process.stderr.close()
 
 
 def _wait_for_log(process: subprocess.Popen, text: str, timeout_s: float = 30) -> str:
@@ -114,7 +115,8 @@ def test_serve_logs_where_it_listens_and_stops_on_sigterm(tmp_path):
             urllib.request.urlopen(base + path, timeout=10)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
-    log = process.stderr.read()
+    with process.stderr:
+        log = process.stderr.read()
     assert "Traceback" not in log
     assert '"GET /auth/patch?user_id=1&secret_admin_token=*** HTTP/1.1" 405' in log
     assert "/ws?token=*** " in log and "secret_worker_token=*** " in log

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from lazyd.jobs.events import EventHub
-from lazyd.web.keys import EVENTS
+from lazyd.web.keys import DAEMON
 
 
 def test_events_are_numbered_and_replayed_per_user():
@@ -67,7 +67,7 @@ async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accoun
     bob = await accounts.create("bobby")
     alice_id = (await (await client.get("/auth/info", headers=alice)).json())["id"]
     token = alice["Authorization"].split()[1]
-    hub = client.app[EVENTS]
+    hub = client.app[DAEMON].events
     ws = await _connect(client, f"/ws?token={token}", headers={"Origin": f"http://{client.host}:{client.port}"})
     hello = await ws.receive_json()
     assert hello["type"] == "hello" and hello["stream"] == hub.stream

@@ -102,7 +102,8 @@ async def test_export_options_come_from_the_query_and_bad_ones_are_422(client, a
 
 
 async def test_a_long_export_is_streamed_and_equals_the_whole_rendering(client, accounts):
-    from lazyd.jobs.views import load_transcript
+    from lazyd.jobs.transcripts import load_transcript
+    from lazyd.web.keys import DAEMON
     from lazyd.store import TranscriptionChunk
     from lazyd.web.keys import REGISTRY
 
@@ -111,7 +112,7 @@ async def test_a_long_export_is_streamed_and_equals_the_whole_rendering(client, 
                 for n in range(3000)]
     await TranscriptionChunk.acreate(transcription=job, chunk_no=0, start_secs=0.0, end_secs=6000.0,
                                      text=" ".join(segment["text"] for segment in segments), segments=segments)
-    expected = client.app[REGISTRY].exporters.get("srt").render(await load_transcript(job), ExportOptions())
+    expected = client.app[REGISTRY].exporters.get("srt").render(await load_transcript(client.app[DAEMON].store, job), ExportOptions())
     assert len(expected) > 3 * STREAM_BATCH_BYTES
     response = await client.get(f"/transcript/export?task_id={job.id}&format=srt", headers=headers)
     assert response.status == 200

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+from aiohttp import web
 
 from conftest import PASSWORD, fake_sections
 from lazyd import users
@@ -25,7 +26,7 @@ from lazyd.jobs.ingest import upload_quota
 from lazyd.jobs.states import JobStates
 from lazyd.store import InboxFile, Store, Transcription, User
 from lazyd.web import create_app
-from lazyd.web.keys import CONFIG, STATES
+from lazyd.web.keys import CONFIG, DAEMON
 from media import tone, write_audio
 from pipeline_helpers import expected_text
 
@@ -266,14 +267,16 @@ async def test_an_outbox_inside_its_inbox_is_refused_at_start_up(make_config, fo
         create_app(dataclasses.replace(make_config(), inbox=(same,)))
 
 
-async def test_an_unknown_format_or_user_is_refused_at_start_up(make_config, folders, aiohttp_client,
+async def test_an_unknown_format_or_user_is_refused_at_start_up(make_config, folders,
                                                                 database_url):
     spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), formats=("pdf",))
     with pytest.raises(InboxError, match="unknown format"):
         create_app(dataclasses.replace(make_config(database_url), inbox=(spec,)))
     nobody = dataclasses.replace(spec, formats=("txt",), user="nobody")
+    runner = web.AppRunner(create_app(dataclasses.replace(make_config(database_url), inbox=(nobody,))))
     with pytest.raises(InboxError, match="there is no user 'nobody'"):
-        await aiohttp_client(create_app(dataclasses.replace(make_config(database_url), inbox=(nobody,))))
+        await runner.setup()
+    await runner.cleanup()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -339,7 +342,7 @@ async def test_several_inboxes_are_watched_at_once_each_for_its_own_user(
 
 
 def test_network_file_systems_are_recognised_from_the_mount_table(tmp_path):
-    from lazyd.inbox import NETWORK_FILESYSTEMS, filesystem_type
+    from lazyd.inbox.watching import NETWORK_FILESYSTEMS, filesystem_type
 
     assert filesystem_type(tmp_path) not in NETWORK_FILESYSTEMS
     assert filesystem_type(Path("/proc/self")) == "proc"
@@ -358,10 +361,10 @@ async def test_a_recording_put_back_after_delivery_is_delivered_again_without_a_
 
 
 async def test_an_unreadable_file_is_retried_without_stopping_the_folder(start, folders, control, monkeypatch):
-    import lazyd.inbox
+    import lazyd.inbox.intake
 
     refusals = []
-    real_copy = lazyd.inbox.copy_file
+    real_copy = lazyd.inbox.intake.copy_file
 
     def copy_file(source, directory):
         if source.name == "locked.wav" and len(refusals) < 3:
@@ -369,7 +372,7 @@ async def test_an_unreadable_file_is_retried_without_stopping_the_folder(start, 
             raise PermissionError(13, "Permission denied", str(source))
         return real_copy(source, directory)
 
-    monkeypatch.setattr(lazyd.inbox, "copy_file", copy_file)
+    monkeypatch.setattr(lazyd.inbox.intake, "copy_file", copy_file)
     await start()
     tones_file(folders.inbox / "locked.wav", [300, 400])
     tones_file(folders.inbox / "open.wav", [500, 600])
@@ -404,11 +407,11 @@ async def test_an_upload_makes_room_among_inbox_transcripts_only_where_the_inbox
 
 async def test_a_file_over_the_size_limit_is_set_aside_without_being_copied(start, folders, control, make_config,
                                                                            monkeypatch):
-    import lazyd.inbox
+    import lazyd.inbox.intake
 
     copied = []
-    real_copy = lazyd.inbox.copy_file
-    monkeypatch.setattr(lazyd.inbox, "copy_file", lambda source, directory: copied.append(source.name)
+    real_copy = lazyd.inbox.intake.copy_file
+    monkeypatch.setattr(lazyd.inbox.intake, "copy_file", lambda source, directory: copied.append(source.name)
                         or real_copy(source, directory))
     client = await start()
     limit_mb = client.app[CONFIG].limits.max_upload_mb
@@ -422,10 +425,10 @@ async def test_a_file_over_the_size_limit_is_set_aside_without_being_copied(star
 
 
 async def test_a_delivery_that_fails_is_retried_and_holds_up_no_other_file(start, folders, control, monkeypatch):
-    import lazyd.inbox
+    import lazyd.inbox.delivery
 
     failures = []
-    real_write = lazyd.inbox.write_atomically
+    real_write = lazyd.inbox.delivery.write_atomically
 
     def write_atomically(path, body):
         if path.name.startswith("first") and "second.srt" not in folders.outputs():
@@ -433,7 +436,7 @@ async def test_a_delivery_that_fails_is_retried_and_holds_up_no_other_file(start
             raise OSError(28, "No space left on device", str(path))
         return real_write(path, body)
 
-    monkeypatch.setattr(lazyd.inbox, "write_atomically", write_atomically)
+    monkeypatch.setattr(lazyd.inbox.delivery, "write_atomically", write_atomically)
     await start()
     tones_file(folders.inbox / "first.wav", [300, 400])
     await wait_until(lambda: len(failures) >= 1)
@@ -454,7 +457,7 @@ async def test_a_file_whose_transcription_is_deleted_before_it_ran_is_set_aside(
         return waiting[0] if waiting and waiting[0].current_state == "queued" else None
 
     await wait_until(queued_job)
-    await client.app[STATES].delete((await queued_job()).id)
+    await client.app[DAEMON].states.delete((await queued_job()).id)
     await wait_until(lambda: (folders.inbox / "failed" / "waiting.wav.error.txt").exists())
     assert "deleted before it finished" in (folders.inbox / "failed" / "waiting.wav.error.txt").read_text()
     await wait_until(lambda: "running.txt" in folders.outputs())

@@ -122,7 +122,7 @@ def test_the_worker_leaves_a_core_to_the_daemon_unless_told_otherwise():
     import os
 
     from lazyd.config import Config, TranscriptionConfig
-    from lazyd.jobs.setup import model_spec
+    from lazyd.jobs.backend_setup import model_spec
     from lazyd.registry import BackendChoice
 
     choice = BackendChoice(_Named("cpuonly", [DeviceSupport("cpu", True, "")]), "cpu", "test")

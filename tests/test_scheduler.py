@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestClient
 from conftest import Accounts, fake_sections
 from lazyd.store import Transcription
 from lazyd.web import create_app
-from lazyd.web.keys import STATES
+from lazyd.web.keys import DAEMON
 from pipeline_helpers import TONES, chunk_texts, expected_text, tone_sequence, upload, wait_for_state
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -491,7 +491,7 @@ def fail_first(method: Callable[..., Awaitable[Any]], times: int = 1,
 @SQLITE_ONLY
 async def test_a_database_error_while_claiming_does_not_stop_the_scheduler(start_daemon, fake):
     daemon = await start_daemon()
-    states = daemon.client.app[STATES]
+    states = daemon.client.app[DAEMON].states
     states.claim = fail_first(states.claim, times=3)
     alice = await daemon.login("alice")
     job_id = await alice.submit(TONES)
@@ -503,7 +503,7 @@ async def test_a_database_error_while_claiming_does_not_stop_the_scheduler(start
 @SQLITE_ONLY
 async def test_a_database_error_while_saving_a_chunk_costs_the_lease_not_the_scheduler(start_daemon, fake):
     daemon = await start_daemon()
-    states = daemon.client.app[STATES]
+    states = daemon.client.app[DAEMON].states
     states.save_chunk = fail_first(states.save_chunk, when=lambda job_id, owner, chunk: chunk.chunk_no == 1)
     alice = await daemon.login("alice")
     first_worker = await daemon.worker_pid()
@@ -521,7 +521,7 @@ async def test_a_database_error_while_saving_a_chunk_costs_the_lease_not_the_sch
 async def test_a_failed_lease_renewal_is_tried_again_so_no_other_slot_takes_the_job(start_daemon, fake):
     fake.steer(delay=0.2)  # five seconds for the twenty segments: longer than the lease
     daemon = await start_daemon(workers=2, lease_secs=3.0)
-    states = daemon.client.app[STATES]
+    states = daemon.client.app[DAEMON].states
     states.renew = fail_first(states.renew)
     alice = await daemon.login("alice")
     job_id = await alice.submit(TONES)

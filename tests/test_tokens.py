@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lazyd import users
 from lazyd.store import User
 from lazyd.auth import load_or_create_secret
-from lazyd.web.keys import CONFIG, HASHER, TOKENS
+from lazyd.web.keys import CONFIG, DAEMON, HASHER, TOKENS
 
 
 def _b64(data: dict) -> str:
@@ -120,7 +120,7 @@ async def test_a_token_issued_before_a_password_change_is_refused(client, accoun
 
 async def test_a_token_of_a_deleted_user_is_refused(client, accounts, alice):
     tokens = await accounts.login(alice)
-    await users.delete_user(await User.aget(User.username == alice))
+    await client.app[DAEMON].delete_user(await User.aget(User.username == alice))
     await _assert_refused(client, tokens["access_token"])
 
 

@@ -17,8 +17,9 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from ..backend import Segment, TranscribeOptions
+from ..backend import Segment
 from ..config import Config
+from ..options import JobOptions, load_options
 from ..store import Transcription, TranscriptionChunk
 from .events import EventHub
 from .states import ChunkResult, JobStates
@@ -29,14 +30,9 @@ log = logging.getLogger(__name__)
 RESTART_BACKOFF_SECS = (1, 5, 30, 120)
 
 
-def transcribe_options(config: Config, job_options: dict) -> TranscribeOptions:
-    """The configured decoding defaults, overridden by what the job asked for."""
-    settings = config.transcription
-    defaults = TranscribeOptions(
-        language=settings.language or None, beam_size=settings.beam_size,
-        initial_prompt=settings.initial_prompt or None, hotwords=settings.hotwords or None,
-        vad_filter=settings.vad_filter, word_timestamps=settings.word_timestamps, batch_size=settings.batch_size)
-    return replace(defaults, **{key: value for key, value in job_options.items() if key != "model"})
+def job_options(config: Config, job: Transcription) -> JobOptions:
+    """The configured defaults, overridden by what the job asked for."""
+    return JobOptions.of(config.transcription).with_overrides(load_options(job.options))
 
 
 @dataclass
@@ -123,7 +119,7 @@ class Scheduler:
 
     def _setup_for(self, job: Transcription) -> WorkerSetup:
         """The daemon's model, or the one the job asks for (an inbox can name its own)."""
-        model = job.options.get("model")
+        model = load_options(job.options).model
         return replace(self.setup, model=replace(self.setup.model, model=model)) if model else self.setup
 
     async def _warm_worker(self, worker: WorkerProcess | None, setup: WorkerSetup | None = None) -> WorkerProcess:
@@ -196,7 +192,7 @@ class Scheduler:
         """Every unfinished chunk in order; ``False`` when the job was cancelled or its lease lost."""
         job, worker, cancelled = run.job, run.worker, run.cancelled
         done = await self._finished_chunks(job.id)
-        options = transcribe_options(self.config, job.options)
+        options = job_options(self.config, job).decoding()
         pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
         resumed_at = pending[0][1][0] if pending else job.audio_len_secs
         progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
@@ -223,11 +219,10 @@ class Scheduler:
         self.events.publish(job.creator_id, "progress", transcription_id=job.id, done_secs=round(done, 2),
                             total_secs=job.audio_len_secs, eta_secs=_rounded(progress.eta(done)))
 
-    @staticmethod
-    async def _finished_chunks(job_id: int) -> set[int]:
+    async def _finished_chunks(self, job_id: int) -> set[int]:
         query = TranscriptionChunk.select(TranscriptionChunk.chunk_no).where(
             TranscriptionChunk.transcription == job_id)
-        return {row.chunk_no for row in await TranscriptionChunk._meta.database.list(query)}
+        return {row.chunk_no for row in await self.states.store.list(query)}
 
     async def _heartbeat(self, run: Run) -> None:
         """Renew the lease; when it is lost (cancelled through any daemon, or taken over), stop the job."""

@@ -24,7 +24,7 @@ import peewee
 
 from ..store import InboxFile, Store, Transcription, TranscriptionChunk, User, utcnow
 from .events import EventHub
-from .views import one_transcription_json
+from .transcripts import one_transcription_json
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +111,9 @@ class JobStates:
     async def _lock_user(self, user_id: int) -> None:
         """Serialise job creation per user, so that two uploads at once cannot both pass the quota."""
         if self.store.is_postgres:
-            await self.store.db.list(User.select(User.id).where(User.id == user_id).for_update())
+            await self.store.list(User.select(User.id).where(User.id == user_id).for_update())
 
-    @staticmethod
-    async def check_active(creator_id: int, quota: Quota) -> None:
+    async def check_active(self, creator_id: int, quota: Quota) -> None:
         """Raise :class:`ActiveJobLimit` when the user may not upload another job now.
 
         The limit is about interactive uploads: jobs from the user's inbox wait in the queue and do not count.
@@ -125,7 +124,7 @@ class JobStates:
                  .where(Transcription.creator == creator_id, Transcription.current_state.in_(ACTIVE),
                         Transcription.source == "upload")
                  .order_by(Transcription.id))
-        active = await Transcription._meta.database.list(query)
+        active = await self.store.list(query)
         if len(active) >= quota.active_jobs:
             raise ActiveJobLimit(active[0])
 
@@ -137,13 +136,13 @@ class JobStates:
             InboxFile.inbox.in_(sorted(quota.counted_inboxes)))
         counted = ((Transcription.creator == creator_id)
                    & ((Transcription.source != "inbox") | Transcription.id.in_(from_counted_inboxes)))
-        excess = await self.store.db.count(Transcription.select().where(counted)) - max(quota.transcriptions - 1, 0)
+        excess = await self.store.count(Transcription.select().where(counted)) - max(quota.transcriptions - 1, 0)
         if excess <= 0:
             return []
         oldest = (Transcription.select(Transcription.id, Transcription.audio_path)
                   .where(counted, Transcription.current_state.in_(FINAL))
                   .order_by(Transcription.create_date, Transcription.id).limit(excess))
-        surplus = await self.store.db.list(oldest)
+        surplus = await self.store.list(oldest)
         for job in surplus:
             await job.adelete_instance(recursive=True)
         return [job.audio_path for job in surplus if job.audio_path]
@@ -177,7 +176,7 @@ class JobStates:
                          update_date=now)
                  .where(Transcription.id.in_(candidate), runnable)
                  .returning(Transcription))
-        rows = await self.store.db.run(lambda: list(claim.execute()))
+        rows = await self.store.run(lambda: list(claim.execute()))
         if not rows:
             return None
         await self._announce(rows[0])
@@ -195,7 +194,7 @@ class JobStates:
         query = Transcription.select(Transcription.id).where(
             Transcription.current_state == IN_PROGRESS, starts(node_prefix), ~starts(run_prefix))
         requeued = []
-        for row in await self.store.db.list(query):
+        for row in await self.store.list(query):
             if await self._move(row.id, (IN_PROGRESS,), QUEUED) is not None:
                 requeued.append(row.id)
         return requeued
@@ -206,7 +205,7 @@ class JobStates:
         query = (Transcription.update(lease_expires_at=now + lease)
                  .where(Transcription.id == job_id, Transcription.current_state == IN_PROGRESS,
                         Transcription.lease_owner == owner))
-        return await self.store.db.aexecute(query) == 1
+        return await self.store.execute(query) == 1
 
     async def save_chunk(self, job_id: int, owner: str | None, chunk: ChunkResult) -> bool:
         """Upsert one chunk atomically; with an ``owner``, only while that owner still holds the lease.
@@ -238,7 +237,7 @@ class JobStates:
         if existing is None:
             await TranscriptionChunk.acreate(transcription=job.id, chunk_no=chunk.chunk_no, **values)
         else:
-            await self.store.db.aexecute(
+            await self.store.execute(
                 TranscriptionChunk.update(**values).where(TranscriptionChunk.id == existing.id))
 
     async def complete(self, job_id: int, owner: str, model: str = "") -> Transcription | None:
@@ -340,7 +339,7 @@ class JobStates:
         query = Transcription.select().where(Transcription.id == job_id)
         if self.store.is_postgres:
             query = query.for_update()
-        rows = await self.store.db.list(query)
+        rows = await self.store.list(query)
         return rows[0] if rows else None
 
     @staticmethod
@@ -353,7 +352,7 @@ class JobStates:
 
     async def _final_for_stop(self, job: Transcription, when_nothing_done: str) -> str:
         done = TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
-        return COMPLETED_PARTIALLY if await self.store.db.exists(done) else when_nothing_done
+        return COMPLETED_PARTIALLY if await self.store.exists(done) else when_nothing_done
 
     async def _announce(self, job: Transcription) -> None:
         """Tell the owner; on a final state, also the plugins."""
@@ -361,7 +360,7 @@ class JobStates:
                             error_count=job.error_count)
         if job.current_state in FINAL and self.on_finished is not None:
             try:
-                self.on_finished(await one_transcription_json(job))
+                self.on_finished(await one_transcription_json(self.store, job))
             except Exception:
                 log.exception("a lazyd_transcription_finished hook failed for transcription %d", job.id)
 

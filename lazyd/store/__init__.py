@@ -13,7 +13,7 @@ from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
 from ..config import mask_url_password
 from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
-from .models import MODELS, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
+from .models import INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,11 @@ class Store:
         store = cls(connect_database(url, pool_size=pool_size, timeout_s=timeout_s), url)
         store.db.bind(MODELS)
         if migrate:
-            applied = await store.db.run(upgrade, store.db)
+            try:
+                applied = await store.db.run(upgrade, store.db)
+            except BaseException:  # a refused or failed upgrade must not leave the pool's connections open
+                await store.close()
+                raise
             if applied:
                 log.info("database upgraded to schema version %d", applied[-1])
         return store
@@ -69,6 +73,39 @@ class Store:
         """The URL with any password masked, for logs and ``/health``."""
         return mask_url_password(self.url)
 
+    async def list(self, query: peewee.Query) -> list[Any]:
+        """Every row ``query`` selects."""
+        return await self.db.list(query)
+
+    async def count(self, query: peewee.SelectQuery) -> int:
+        return await self.db.count(query)
+
+    async def exists(self, query: peewee.SelectQuery) -> bool:
+        return await self.db.exists(query)
+
+    async def execute(self, query: peewee.Query) -> Any:
+        """Run an update or delete; the number of rows it changed."""
+        return await self.db.aexecute(query)
+
+    async def run(self, work: Any, *args: Any) -> Any:
+        """Run blocking peewee code (``work(*args)``) on a database connection, in the store's thread."""
+        return await self.db.run(work, *args)
+
+    async def page(self, query: peewee.ModelSelect, page: int, size: int, *order: Any) -> tuple[list[Any], int]:
+        """One page of ``query`` in ``order`` (1-based ``page``), and how many rows the whole query has."""
+        rows = await self.db.list(query.order_by(*order).paginate(page, size))
+        return rows, await self.db.count(query.order_by())
+
+    async def release_connection(self) -> None:
+        """Give the calling task's pooled connection back before slow work that is not a query.
+
+        playhouse.pwasyncio keeps one connection per task from its first query until the task ends. A
+        request that then waits on bcrypt (or a long-lived task, such as a WebSocket) would hold it all that
+        time, and a burst of such requests would drain the pool for everyone else.
+        """
+        if not self.db.in_transaction():
+            await self.db.aclose()
+
     async def schema_version(self) -> int:
         return await self.db.run(current_version, self.db)
 
@@ -81,25 +118,6 @@ class Store:
         except (TimeoutError, *DATABASE_ERRORS):
             log.warning("database health check failed", exc_info=True)
             return False
-
-
-async def release_connection() -> None:
-    """Give the calling task's pooled connection back before slow work that is not a query.
-
-    playhouse.pwasyncio keeps one connection per task from its first query until the task ends. A request
-    that then waits on bcrypt (or a long-lived task, such as a WebSocket) would hold it all that time, and
-    a burst of such requests would drain the pool for everyone else.
-    """
-    db = User._meta.database
-    if db is not None and not db.in_transaction():
-        await db.aclose()
-
-
-async def fetch_page(query: peewee.ModelSelect, page: int, size: int, *order: Any) -> tuple[list[Any], int]:
-    """One page of ``query`` in ``order`` (1-based ``page``), and how many rows the whole query has."""
-    db = query.model._meta.database
-    rows = await db.list(query.order_by(*order).paginate(page, size))
-    return rows, await db.count(query.order_by())
 
 
 def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> peewee.Database:
@@ -115,6 +133,9 @@ def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) 
 
 __all__ = [
     "DATABASE_ERRORS",
+    "INBOX_DONE",
+    "INBOX_FAILED",
+    "INBOX_WAITING",
     "InboxFile",
     "LATEST_VERSION",
     "SchemaTooNew",
@@ -125,7 +146,5 @@ __all__ = [
     "TranscriptionChunk",
     "User",
     "connect_database",
-    "fetch_page",
-    "release_connection",
     "utcnow",
 ]

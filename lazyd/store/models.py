@@ -86,6 +86,11 @@ class TranscriptionChunk(BaseModel):
         indexes = ((("transcription", "chunk_no"), True),)
 
 
+INBOX_WAITING, INBOX_DONE, INBOX_FAILED = "queued", "done", "failed"
+"""An inbox file's ``status``: taken and waiting for its transcription; delivered to the outbox; set aside
+in ``failed/``."""
+
+
 class InboxFile(BaseModel):
     """A file taken from a watched folder, and what became of it (so a restart neither loses nor repeats it)."""
 

@@ -1,4 +1,4 @@
-"""The seed's ``/auth`` routes, plus deleting one's own account."""
+"""The seed's ``/auth`` routes, plus deleting one's own account (``/auth/patch`` is with the user routes)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,17 @@ from aiohttp import web
 
 from .. import users
 from ..auth import REFRESH
-from ..validation import Field, password_problem, query_int, username_problem
+from ..validation import Field, password_problem, username_problem
 from .body import json_object
 from .errors import conflict, forbidden, unauthorized
-from .keys import CONFIG, HASHER, TOKENS
-from .security import current_user, require_admin_token_or_admin, user_from_token
-from .user_routes import change_user
+from .keys import CONFIG, DAEMON, HASHER, TOKENS
+from .security import current_user, user_from_token
+from .shapes import user_json
 
 CREDENTIALS = (
     Field("username", str, required=True, check=username_problem),
     Field("password", str, required=True, check=password_problem),
 )
-SELF_CHANGES = (Field("password", str, check=password_problem), Field("can_interact", bool))
 
 
 async def register(request: web.Request) -> web.Response:
@@ -28,7 +27,7 @@ async def register(request: web.Request) -> web.Response:
         user = await users.create_user(request.app[HASHER], body["username"], body["password"])
     except users.UserExists as error:
         raise conflict(str(error)) from None
-    return web.json_response(users.user_json(user), status=201)
+    return web.json_response(user_json(user), status=201)
 
 
 async def login(request: web.Request) -> web.Response:
@@ -48,18 +47,11 @@ async def refresh(request: web.Request) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    return web.json_response(users.user_json(await current_user(request)))
+    return web.json_response(user_json(await current_user(request)))
 
 
 async def delete_self(request: web.Request) -> web.Response:
     """``DELETE /auth/info``: the caller's account, transcriptions and audio are removed."""
     user = await current_user(request)
-    await users.delete_user(user)
+    await request.app[DAEMON].delete_user(user)
     return web.Response(status=204)
-
-
-async def patch(request: web.Request) -> web.Response:
-    """The seed's ``PATCH /auth/patch?user_id=N``: password and ``can_interact`` of any user."""
-    user_id = query_int(request.query, "user_id")
-    await require_admin_token_or_admin(request)
-    return await change_user(request, user_id, await json_object(request, *SELF_CHANGES))

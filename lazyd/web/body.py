@@ -37,8 +37,3 @@ def pagination(request: web.Request, max_size: int = MAX_PAGE_SIZE) -> tuple[int
     size = query_int(request.query, "size", 50, ge=1, le=max_size)
     page = query_int(request.query, "page", 1, ge=1, le=INT64_MAX // size + 1)
     return page, size
-
-
-def page_json(page: int, size: int, total: int, key: str, items: list[Any]) -> dict[str, Any]:
-    """The seed's page object: ``page``, ``size``, ``total``, ``pages = ceil(total / size)`` and the items."""
-    return {"page": page, "size": size, "total": total, "pages": -(-total // size), key: items}

@@ -10,12 +10,12 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ..exporters import ExportOptions, Exporter
-from ..jobs.views import load_transcript
+from ..jobs.transcripts import load_transcript
 from ..store import User
 from ..validation import fail, query_bool, query_int
 from .errors import conflict
-from .keys import REGISTRY
-from .transcription_routes import owned_from_query
+from .keys import DAEMON, REGISTRY
+from .security import owned_transcription
 
 SEED_FORMATS = ("doc", "txt")
 MIN_CUE_CHARS, MAX_CUE_CHARS, MAX_CUE_SECS = 10, 500, 60
@@ -36,11 +36,11 @@ async def export(request: web.Request) -> web.StreamResponse:
     It is sent as the exporter renders it (:meth:`Exporter.stream`), a batch of pieces at a time, each
     batch rendered in a thread; an error in the first batch is still answered as an error.
     """
-    user, job = await owned_from_query(request, "task_id")
+    user, job = await owned_transcription(request, "task_id")
     name = request.query.get("format")
     exporter = _exporter(request, name)
     options = _options(request.query)
-    transcript = await load_transcript(job)
+    transcript = await load_transcript(request.app[DAEMON].store, job)
     if not transcript.chunks:
         raise conflict(f"Transcription {job.id} has no finished chunk to export yet. Try again later.")
     pieces = exporter.stream(transcript, options)

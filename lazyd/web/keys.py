@@ -6,21 +6,12 @@ from aiohttp import web
 
 from ..auth import PasswordHasher, TokenIssuer
 from ..config import Config
-from ..inbox import Inbox
-from ..jobs.events import EventHub
-from ..jobs.scheduler import Scheduler
-from ..jobs.states import JobStates, Quota
+from ..daemon import Daemon
 from ..registry import Registry
-from ..store import Store
 
 CONFIG = web.AppKey("config", Config)
-STORE = web.AppKey("store", Store)
+REGISTRY = web.AppKey("registry", Registry)
+DAEMON = web.AppKey("daemon", Daemon)
+"""The running system: store, events, jobs, scheduler, inboxes (set while the app runs)."""
 HASHER = web.AppKey("hasher", PasswordHasher)
 TOKENS = web.AppKey("tokens", TokenIssuer)
-REGISTRY = web.AppKey("registry", Registry)
-EVENTS = web.AppKey("events", EventHub)
-STATES = web.AppKey("states", JobStates)
-UPLOAD_QUOTA = web.AppKey("upload_quota", Quota)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
-BACKEND_STATUS = web.AppKey("backend_status", dict)
-INBOXES = web.AppKey("inboxes", list[Inbox])

@@ -1,15 +1,21 @@
-"""Who is calling: bearer tokens, the admin token of ``/auth/patch``, roles and ``can_interact``."""
+"""Who is calling and what they may touch: bearer tokens, the admin token of ``/auth/patch``, roles,
+``can_interact``, and the ownership of transcriptions.
+
+Another user's transcription answers exactly as a missing one does (404), so ids reveal nothing.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from ..auth import ACCESS, TokenClaims, secrets_equal
-from ..store import User
-from .errors import forbidden, unauthorized
-from .keys import CONFIG, TOKENS
+from ..store import Transcription, User
+from ..validation import query_int
+from .errors import forbidden, not_found, unauthorized
+from .keys import CONFIG, DAEMON, TOKENS
 
 INVALID_TOKEN = "Invalid or expired token"
+TRANSCRIPTION_NOT_FOUND = "Transcription not found"
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -64,3 +70,14 @@ async def require_admin_token_or_admin(request: web.Request) -> None:
     if bearer_token(request) is None:
         raise unauthorized("Invalid Authorization Header") if configured else forbidden(NO_ADMIN_TOKEN)
     await current_user(request, admin=True)
+
+
+async def owned_transcription(request: web.Request, query_name: str) -> tuple[User, Transcription]:
+    """The caller and their transcription whose id the query parameter ``query_name`` holds; 404 when it is
+    missing or someone else's."""
+    job_id = query_int(request.query, query_name)
+    user = await current_user(request)
+    job = await request.app[DAEMON].owned_job(user.id, job_id)
+    if job is None:
+        raise not_found(TRANSCRIPTION_NOT_FOUND)
+    return user, job

@@ -1,17 +1,19 @@
-"""Admin user management beyond the seed: ``GET /users`` and ``PATCH /users/{id}``."""
+"""Changing and listing accounts: the seed's ``PATCH /auth/patch``, and ``GET /users`` and
+``PATCH /users/{id}`` for admins."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from .. import users
-from ..store import User
-from ..validation import Field, parse_int, password_problem, query_choice
-from .body import json_object, page_json, pagination
+from ..validation import Field, parse_int, password_problem, query_choice, query_int
+from .body import json_object, pagination
 from .errors import not_found
-from .keys import HASHER
-from .security import current_user
+from .keys import DAEMON, HASHER
+from .security import current_user, require_admin_token_or_admin
+from .shapes import page_json, user_json
 
+SEED_CHANGES = (Field("password", str, check=password_problem), Field("can_interact", bool))
 ADMIN_CHANGES = (
     Field("password", str, check=password_problem),
     Field("can_interact", bool),
@@ -20,29 +22,31 @@ ADMIN_CHANGES = (
 )
 
 
+async def seed_patch(request: web.Request) -> web.Response:
+    """The seed's ``PATCH /auth/patch?user_id=N``: password and ``can_interact`` of any user."""
+    user_id = query_int(request.query, "user_id")
+    await require_admin_token_or_admin(request)
+    return await _change_user(request, user_id, await json_object(request, *SEED_CHANGES))
+
+
 async def list_users(request: web.Request) -> web.Response:
     await current_user(request, admin=True)
     page, size = pagination(request)
     sort = query_choice(request.query, "sort", users.SORT_KEYS)
     order = query_choice(request.query, "order", users.ORDERS)
-    found, total = await users.list_users(page, size, sort, order)
-    return web.json_response(page_json(page, size, total, "users", [users.user_json(u) for u in found]))
+    found, total = await users.list_users(request.app[DAEMON].store, page, size, sort, order)
+    return web.json_response(page_json(page, size, total, "users", [user_json(u) for u in found]))
 
 
 async def patch_user(request: web.Request) -> web.Response:
     await current_user(request, admin=True)
-    user_id = _path_id(request)
-    return await change_user(request, user_id, await json_object(request, *ADMIN_CHANGES))
+    user_id = parse_int(request.match_info["id"], ("path", "id"))
+    return await _change_user(request, user_id, await json_object(request, *ADMIN_CHANGES))
 
 
-async def change_user(request: web.Request, user_id: int, changes: dict) -> web.Response:
+async def _change_user(request: web.Request, user_id: int, changes: dict) -> web.Response:
     """Apply validated ``changes`` to the user ``user_id`` and answer with the user; 404 when there is none."""
-    user = await User.aget_or_none(User.id == user_id)
-    if user is None:
+    updated = await users.update_user_by_id(request.app[HASHER], user_id, users.UserChanges(**changes))
+    if updated is None:
         raise not_found("User not found")
-    updated = await users.update_user(request.app[HASHER], user, users.UserChanges(**changes))
-    return web.json_response(users.user_json(updated))
-
-
-def _path_id(request: web.Request) -> int:
-    return parse_int(request.match_info["id"], ("path", "id"))
+    return web.json_response(user_json(updated))

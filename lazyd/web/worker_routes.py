@@ -6,12 +6,12 @@ from aiohttp import web
 
 from ..auth import secrets_equal
 from ..jobs.states import STATES, ChunkResult, TransitionRefused
-from ..jobs.views import one_transcription_json
+from ..jobs.transcripts import one_transcription_json
 from ..store import Transcription
 from ..validation import Field, fail, parse_object
 from .body import json_object
 from .errors import conflict, forbidden, not_found
-from .keys import CONFIG, STATES as JOB_STATES
+from .keys import CONFIG, DAEMON
 
 REPORT = (
     Field("transcription_id", int, required=True),
@@ -37,15 +37,16 @@ async def transcription_status(request: web.Request) -> web.Response:
     job = await Transcription.aget_or_none(Transcription.id == body["transcription_id"])
     if job is None:
         raise not_found("Transcription not found")
-    states = request.app[JOB_STATES]
+    daemon = request.app[DAEMON]
     try:  # the chunk first: a report of the last chunk together with "completed" keeps the chunk
         if "new_chunk" in body:
             await _save_reported_chunk(request, job, body["new_chunk"])
         if "current_state" in body:
-            await states.report(job.id, body["current_state"])
+            await daemon.states.report(job.id, body["current_state"])
     except TransitionRefused as error:
         raise conflict(str(error)) from None
-    return web.json_response({"transcription": await one_transcription_json(await Transcription.aget_by_id(job.id))})
+    latest = await Transcription.aget_by_id(job.id)
+    return web.json_response({"transcription": await one_transcription_json(daemon.store, latest)})
 
 
 async def _save_reported_chunk(request: web.Request, job: Transcription, raw: dict) -> None:
@@ -59,7 +60,7 @@ async def _save_reported_chunk(request: web.Request, job: Transcription, raw: di
     # still report that tail as a chunk of its own, at its nominal place
     start, end = (planned if number < len(planned) else nominal)[number]
     result = ChunkResult(chunk["chunk_no"], start, end, chunk["text"], [])
-    if not await request.app[JOB_STATES].save_chunk(job.id, None, result):
+    if not await request.app[DAEMON].states.save_chunk(job.id, None, result):
         raise conflict(f"Transcription {job.id} is finished: no chunk can be added")
 
 

@@ -20,10 +20,10 @@ from aiohttp import WSMsgType, web
 
 from ..auth import ACCESS, TokenClaims
 from ..jobs.events import Event, EventHub
-from ..store import DATABASE_ERRORS, release_connection
+from ..store import DATABASE_ERRORS, Store
 from ..validation import query_int
 from .errors import ApiError, forbidden, unauthorized
-from .keys import CONFIG, EVENTS, TOKENS
+from .keys import CONFIG, DAEMON, TOKENS
 from .security import bearer_token, user_from_claims
 
 
@@ -56,14 +56,15 @@ async def events(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         raise forbidden("This origin may not open the event stream (see server.trusted_origins)")
     since = query_int(request.query, "since", 0, ge=0) if "since" in request.query else None
-    await release_connection()
+    store = request.app[DAEMON].store
+    await store.release_connection()
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
-    hub = request.app[EVENTS]
+    hub = request.app[DAEMON].events
     with hub.subscribe(user.id) as queue:
         last = await _catch_up(ws, hub, user.id, request.query.get("stream", ""), since)
         closed = asyncio.create_task(_until_closed(ws))
-        revoked = asyncio.create_task(_until_revoked(claims))
+        revoked = asyncio.create_task(_until_revoked(store, claims))
         try:
             async with asyncio.timeout(max(claims.expires_at - time.time(), 0)):
                 await _forward(ws, hub, queue, last, (closed, revoked))
@@ -110,7 +111,7 @@ async def _forward(ws: web.WebSocketResponse, hub: EventHub, queue: asyncio.Queu
             await ws.send_json(event.to_json(hub.stream))
 
 
-async def _until_revoked(claims: TokenClaims) -> None:
+async def _until_revoked(store: Store, claims: TokenClaims) -> None:
     """Return once the token's user is blocked or deleted or has changed password; a database outage is no verdict."""
     while True:
         await asyncio.sleep(ACCESS_RECHECK_SECS)
@@ -121,7 +122,7 @@ async def _until_revoked(claims: TokenClaims) -> None:
         except DATABASE_ERRORS as error:
             log.warning("could not recheck user %s of an open event socket: %s", claims.user_id, error)
         finally:
-            await release_connection()
+            await store.release_connection()
 
 
 async def _until_closed(ws: web.WebSocketResponse) -> None:

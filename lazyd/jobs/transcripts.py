@@ -1,4 +1,9 @@
-"""The API's JSON shapes of transcriptions, chunks and segments (the seed's, where the seed had them)."""
+"""Reading a transcription back: its summary, its segments, and the transcript exporters render.
+
+The summary is the seed's transcription object. It is sent by the API and handed to the
+``lazyd_transcription_finished`` hook alike, so it lives here, below the web layer, where the daemon that
+fires the hook can reach it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any
 from ..backend import Segment
 from ..exporters import Transcript
 from ..exporters import TranscriptChunk as ChunkOfTranscript
-from ..store import Transcription, TranscriptionChunk
+from ..options import load_options
+from ..store import Store, Transcription, TranscriptionChunk
 
 DESCRIPTION_CHARS = 256
 
@@ -30,34 +36,28 @@ def transcription_json(row: Transcription, description: str) -> dict[str, Any]:
     }
 
 
-async def descriptions(ids: Iterable[int]) -> dict[int, str]:
+async def descriptions(store: Store, ids: Iterable[int]) -> dict[int, str]:
     """Chunk 0's text of each transcription that has one, in one query."""
     ids = list(ids)
     if not ids:
         return {}
     query = (TranscriptionChunk.select(TranscriptionChunk.transcription, TranscriptionChunk.text)
              .where(TranscriptionChunk.transcription.in_(ids), TranscriptionChunk.chunk_no == 0))
-    rows = await TranscriptionChunk._meta.database.list(query)
+    rows = await store.list(query)
     return {row.transcript_id: row.text for row in rows}
 
 
-async def transcriptions_json(rows: list[Transcription]) -> list[dict[str, Any]]:
-    texts = await descriptions(row.id for row in rows)
+async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[dict[str, Any]]:
+    texts = await descriptions(store, (row.id for row in rows))
     return [transcription_json(row, texts.get(row.id, "")) for row in rows]
 
 
-async def one_transcription_json(row: Transcription) -> dict[str, Any]:
-    [data] = await transcriptions_json([row])
+async def one_transcription_json(store: Store, row: Transcription) -> dict[str, Any]:
+    [data] = await transcriptions_json(store, [row])
     return data
 
 
-def chunk_json(chunk: TranscriptionChunk, chunk_size_secs: float) -> dict[str, Any]:
-    """The seed's chunk object: ``chunk_size_secs`` is the transcription's nominal size, as an integer."""
-    return {"id": chunk.id, "chunk_order": chunk.chunk_no, "chunk_size_secs": int(chunk_size_secs),
-            "transcription": chunk.text}
-
-
-async def _chunk_rows(job_id: int) -> list[tuple[int, float, float, str, str | None]]:
+async def _chunk_rows(store: Store, job_id: int) -> list[tuple[int, float, float, str, str | None]]:
     """Each finished chunk's number, start, end, text and segments, in order; the segments as raw JSON.
 
     The JSON is left for the caller to decode in a thread: a long lecture holds tens of thousands of timed
@@ -67,12 +67,12 @@ async def _chunk_rows(job_id: int) -> list[tuple[int, float, float, str, str | N
     query = (chunk.select(chunk.chunk_no, chunk.start_secs, chunk.end_secs, chunk.text,
                           chunk.segments.cast("TEXT").alias("raw_segments"))
              .where(chunk.transcription == job_id).order_by(chunk.chunk_no).tuples())
-    return await chunk._meta.database.list(query)
+    return await store.list(query)
 
 
-async def all_segments_json(job_id: int) -> list[dict[str, Any]]:
+async def all_segments_json(store: Store, job_id: int) -> list[dict[str, Any]]:
     """Every stored segment of the transcription, in order, each with its chunk's number."""
-    return await asyncio.to_thread(_numbered_segments, await _chunk_rows(job_id))
+    return await asyncio.to_thread(_numbered_segments, await _chunk_rows(store, job_id))
 
 
 def _numbered_segments(rows: list[tuple[int, float, float, str, str | None]]) -> list[dict[str, Any]]:
@@ -80,13 +80,13 @@ def _numbered_segments(rows: list[tuple[int, float, float, str, str | None]]) ->
             for number, _start, _end, _text, raw_segments in rows for segment in json.loads(raw_segments or "[]")]
 
 
-async def load_transcript(job: Transcription) -> Transcript:
+async def load_transcript(store: Store, job: Transcription) -> Transcript:
     """The transcription and its finished chunks, as exporters receive it."""
-    rows = await _chunk_rows(job.id)
+    rows = await _chunk_rows(store, job.id)
     return Transcript(
         id=job.id, title=job.filename or f"Transcription {job.id}", duration_secs=job.audio_len_secs,
         created=job.create_date, state=job.current_state, model=job.model_name,
-        language=job.options.get("language", ""),
+        language=load_options(job.options).language or "",
         chunks=await asyncio.to_thread(lambda: tuple(_decoded_chunk(*row) for row in rows)))
 
 

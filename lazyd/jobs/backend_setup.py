@@ -14,7 +14,7 @@ from .worker import WorkerSetup
 
 def model_spec(config: Config, choice: BackendChoice) -> ModelSpec:
     settings = config.transcription
-    return ModelSpec(model=settings.model, models_dir=settings.models_dir or str(config.data_path / "models"),
+    return ModelSpec(model=settings.model or "", models_dir=settings.models_dir or str(config.data_path / "models"),
                      device=choice.device, compute_type=settings.compute_type,
                      cpu_threads=settings.cpu_threads or default_cpu_threads())
 

@@ -1,0 +1,316 @@
+"""The daemon: one object that owns the running system and offers what every front end needs.
+
+``Daemon(config, registry)`` is an async context manager. Entering it opens the store, builds the state
+machine, starts the scheduler (when this node transcribes) and the watched folders; leaving it stops
+them in the reverse order and closes the store. The HTTP API, ``lazyd transcribe`` and any later front end
+change jobs only through its operations, and each operation does the whole change: the state transition,
+then waking the scheduler, stopping a running chunk, telling the inboxes. Nothing here knows about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import peewee
+
+from .aio import stop_task
+from .config import Config
+from .files import remove_files
+from .inbox import Inbox, InboxError, check_inbox
+from .jobs.backend_setup import worker_setup
+from .jobs.events import Event, EventHub
+from .jobs.ingest import StoredFile, inspect, queue_file, store_stream, upload_quota
+from .jobs.scheduler import Scheduler
+from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused
+from .jobs.transcripts import one_transcription_json
+from .options import JobOverrides, stored_options
+from .registry import PluginError, Registry
+from .store import Store, Transcription, User
+
+log = logging.getLogger(__name__)
+
+WAIT_RECHECK_SECS = 5.0
+"""How often :meth:`Daemon.wait` reads the job again: another daemon on the same database may finish it."""
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Which backend this node transcribes with and why, or why it does not."""
+
+    scheduler: bool
+    """Whether this node transcribes at all (``[scheduler] enabled``)."""
+    backend: str = ""
+    device: str = ""
+    reason: str = ""
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    slot: int
+    pid: int | None
+    alive: bool
+    model: str
+
+
+@dataclass(frozen=True)
+class InboxStatus:
+    path: str
+    user: str
+    outbox: str
+    watching: str
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    database_ok: bool
+    database_url: str
+    backend: BackendStatus
+    node: str = ""
+    """This run's lease prefix when it transcribes, else ""."""
+    workers: tuple[WorkerStatus, ...] = ()
+    queue: dict[str, int] = field(default_factory=dict)
+    """How many jobs are in each state (empty when the database does not answer)."""
+    inboxes: tuple[InboxStatus, ...] = ()
+
+
+class Daemon:
+    """The store, the event hub, the state machine, the scheduler and the inboxes of one running lazyd."""
+
+    def __init__(self, config: Config, registry: Registry) -> None:
+        """Checks what can be checked without the store: a broken ``[[inbox]]`` stops start-up here."""
+        for spec in config.inbox:
+            check_inbox(spec, registry.exporters)
+        self.config = config
+        self.registry = registry
+        self.events = EventHub()
+        self.upload_quota = upload_quota(config)
+        self.backend = BackendStatus(scheduler=config.scheduler.enabled)
+        self.scheduler: Scheduler | None = None
+        self.inboxes: list[Inbox] = []
+        self._store: Store | None = None
+        self._states: JobStates | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("the daemon is not running: use it as 'async with Daemon(...)'")
+        return self._store
+
+    @property
+    def states(self) -> JobStates:
+        if self._states is None:
+            raise RuntimeError("the daemon is not running: use it as 'async with Daemon(...)'")
+        return self._states
+
+    # -- starting and stopping ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Daemon:
+        database = self.config.database
+        self._store = await Store.open(self.config.database_url, pool_size=database.pool_size,
+                                       timeout_s=database.connect_timeout_s)
+        try:
+            self._states = JobStates(self._store, self.events, _retry_policy(self.config),
+                                     on_finished=self._finished)
+            self.inboxes = await self._make_inboxes()
+            if self.config.scheduler.enabled:
+                self._start_scheduler()
+            for inbox in self.inboxes:
+                self._start(inbox.run(), f"inbox {inbox.folder}")
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        for task in reversed(self._tasks):
+            await stop_task(task)
+        self._tasks.clear()
+        if self._store is not None:
+            await self._store.close()
+
+    async def _make_inboxes(self) -> list[Inbox]:
+        """One watcher per ``[[inbox]]``; an unknown owner stops start-up before anything runs."""
+        inboxes = []
+        for spec in self.config.inbox:
+            owner = await User.aget_or_none(User.username == spec.user)
+            if owner is None:
+                raise InboxError(f"inbox {spec.path}: there is no user {spec.user!r} (create it with lazyd user add)")
+            inboxes.append(Inbox(spec, owner, self))
+        return inboxes
+
+    def _start_scheduler(self) -> None:
+        try:
+            setup, choice = worker_setup(self.config, self.registry)
+        except PluginError as error:
+            log.error("not transcribing: %s", error)
+            self.backend = BackendStatus(scheduler=True, problem=str(error))
+            return
+        log.info("backend %s on %s (%s)", choice.backend.name, choice.device, choice.reason)
+        self.backend = BackendStatus(scheduler=True, backend=choice.backend.name, device=choice.device,
+                                     reason=choice.reason)
+        self.scheduler = Scheduler(self.config, self.states, setup)
+        self._start(self.scheduler.run(), "scheduler")
+
+    def _start(self, work: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        task.add_done_callback(_report_end)
+        self._tasks.append(task)
+
+    def _finished(self, job: dict[str, Any]) -> None:
+        """A transcription reached a final state: tell the plugins, and the inboxes it may belong to."""
+        self.registry.hook.lazyd_transcription_finished(transcription=job)
+        for inbox in self.inboxes:
+            inbox.poke()
+
+    def _wake_scheduler(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.wake()
+
+    # -- submitting ---------------------------------------------------------------------------------------
+
+    async def check_active(self, creator_id: int, quota: Quota | None = None) -> None:
+        """Raise :class:`lazyd.jobs.states.ActiveJobLimit` when the user may not submit now (before an upload
+        is received, so that a refused one costs no transfer)."""
+        await self.states.check_active(creator_id, quota or self.upload_quota)
+
+    async def receive(self, read: Callable[[], Awaitable[bytes]], filename: str, max_bytes: int) -> StoredFile:
+        """Stream a recording into the data directory (``read`` yields pieces, then ``b""``), for :meth:`submit`."""
+        return await store_stream(read, self.config.audio_path, filename, max_bytes)
+
+    async def submit(self, audio: StoredFile, *, creator_id: int, options: Any = None, source: str = "upload",
+                     quota: Quota | None = None) -> Transcription:
+        """Queue a received recording (``options`` a :data:`lazyd.options.JobOverrides`); a refused one
+        (not audio, too long, over the quota) is removed and the error raised."""
+        job = await queue_file(self.states, self.config, audio, creator_id=creator_id,
+                               quota=quota or self.upload_quota, source=source,
+                               options=stored_options(options or JobOverrides()))
+        self._wake_scheduler()
+        return job
+
+    async def submit_file(self, path: Path, *, creator_id: int, options: Any = None,
+                          source: str = "cli") -> Transcription:
+        """Queue a file where it lies, without copying it and without the upload limits (``lazyd transcribe``)."""
+        checked = await asyncio.to_thread(inspect, path, self.config, False)
+        job, _ = await self.states.enqueue(
+            creator_id, Quota(None, None), audio_len_secs=checked.info.duration,
+            chunk_size_secs=self.config.transcription.chunk_secs,
+            chunk_plan=[list(span) for span in checked.plan], source=source, filename=path.name,
+            audio_path=str(path), options=stored_options(options or JobOverrides()))
+        self._wake_scheduler()
+        return job
+
+    # -- changing -----------------------------------------------------------------------------------------
+
+    async def cancel(self, job_id: int) -> Transcription:
+        """Stop an active job (its running chunk at once, if it runs here); :class:`TransitionRefused` if final."""
+        job = await self.states.cancel(job_id)
+        if self.scheduler is not None:
+            self.scheduler.cancel(job_id)
+        return job
+
+    async def retry(self, job_id: int) -> Transcription:
+        """Queue a failed, cancelled or partial job again; it resumes at its first unfinished chunk."""
+        job = await self.states.retry(job_id)
+        self._wake_scheduler()
+        return job
+
+    async def delete(self, job_id: int) -> None:
+        """Remove a job with its chunks and audio, cancelling it first when it is active."""
+        job = await Transcription.aget_or_none(Transcription.id == job_id)
+        if job is None:
+            raise TransitionRefused(f"Transcription {job_id} no longer exists")
+        if job.current_state in ACTIVE:
+            with contextlib.suppress(TransitionRefused):  # it finished meanwhile: deleting is still right
+                await self.cancel(job_id)
+        audio = await self.states.delete(job_id)
+        await remove_files([audio] if audio else [])
+
+    async def delete_user(self, user: User) -> None:
+        """Remove a user with every transcription and audio file, each job through the state machine (so
+        running ones stop and the owner's open streams see ``deleted``)."""
+        jobs = await self.store.list(Transcription.select(Transcription.id).where(Transcription.creator == user.id))
+        for job in jobs:
+            with contextlib.suppress(TransitionRefused):  # already gone
+                await self.delete(job.id)
+        async with self.store.write_transaction():
+            await user.adelete_instance(recursive=True)
+
+    # -- reading ------------------------------------------------------------------------------------------
+
+    async def owned_job(self, user_id: int, job_id: int) -> Transcription | None:
+        """The job if it exists and belongs to ``user_id``: another user's job is as absent as a missing one."""
+        return await Transcription.aget_or_none(Transcription.id == job_id, Transcription.creator == user_id)
+
+    async def wait(self, job_id: int, on_event: Callable[[Event], None] = lambda event: None) -> Transcription | None:
+        """The job once it is final (``None`` once it is deleted), passing each of its events to ``on_event``."""
+        job = await Transcription.aget_or_none(Transcription.id == job_id)
+        if job is None:
+            return None
+        with self.events.subscribe(job.creator_id) as queue:
+            job = await Transcription.aget_or_none(Transcription.id == job_id)  # nothing is missed since subscribing
+            while job is not None and job.current_state not in FINAL:
+                if await _next_event_of(queue, job_id, on_event) is not None:
+                    job = await Transcription.aget_or_none(Transcription.id == job_id)
+        return job
+
+    async def summary(self, job: Transcription) -> dict[str, Any]:
+        """The seed's transcription object of ``job``."""
+        return await one_transcription_json(self.store, job)
+
+    async def status(self) -> DaemonStatus:
+        """What runs here: the database, the backend chosen and why, the workers, the queue, the inboxes."""
+        healthy = await self.store.healthy()
+        backend, node, workers = self.backend, "", ()
+        if self.scheduler is not None:
+            node, workers = self.scheduler.owner, tuple(WorkerStatus(**worker)
+                                                        for worker in self.scheduler.worker_descriptions())
+            if self.scheduler.worker_problem:
+                backend = BackendStatus(**{**backend.__dict__, "problem": self.scheduler.worker_problem})
+        inboxes = tuple(InboxStatus(str(inbox.folder), inbox.owner.username, str(inbox.outbox), inbox.mode)
+                        for inbox in self.inboxes)
+        return DaemonStatus(healthy, self.store.describe(), backend, node, workers,
+                            await self._queue_counts() if healthy else {}, inboxes)
+
+    async def _queue_counts(self) -> dict[str, int]:
+        query = (Transcription.select(Transcription.current_state, peewee.fn.COUNT(Transcription.id).alias("n"))
+                 .group_by(Transcription.current_state))
+        return {row["current_state"]: row["n"] for row in await self.store.list(query.dicts())}
+
+
+async def _next_event_of(queue: asyncio.Queue[Event | None], job_id: int,
+                         on_event: Callable[[Event], None]) -> str | None:
+    """The type of the next state change of ``job_id`` ("state" or "deleted"), or "recheck" when the stream
+    was cut or stayed quiet for :data:`WAIT_RECHECK_SECS`; ``None`` for any other event."""
+    try:
+        async with asyncio.timeout(WAIT_RECHECK_SECS):
+            event = await queue.get()
+    except TimeoutError:
+        return "recheck"
+    if event is None:
+        return "recheck"
+    if event.data.get("transcription_id") != job_id:
+        return None
+    on_event(event)
+    return event.type if event.type in ("state", "deleted") else None
+
+
+def _retry_policy(config: Config) -> RetryPolicy:
+    return RetryPolicy(config.scheduler.max_attempts, timedelta(seconds=config.scheduler.retry_backoff_secs))
+
+
+def _report_end(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())
