@@ -18,6 +18,8 @@ from typing import Any
 import bcrypt
 import jwt
 
+from .validation import ID_RANGE, int_range_problem
+
 ALGORITHM = "HS256"
 ACCESS = "access"
 REFRESH = "refresh"
@@ -114,12 +116,18 @@ class TokenIssuer:
 
 
 def _claims(payload: dict[str, Any], token_type: str) -> TokenClaims | None:
-    user_id, stamp = payload["user_id"], payload["password_timestamp"]
-    if payload["token_type"] != token_type or type(user_id) is not int:
+    """Type-checked claims: a validly signed token may still carry an id no column holds, or an ``exp``
+    as a string (which PyJWT converts and accepts)."""
+    user_id, stamp, expires = payload["user_id"], payload["password_timestamp"], payload["exp"]
+    if payload["token_type"] != token_type or type(user_id) is not int or int_range_problem(user_id, (), ID_RANGE):
         return None
-    if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+    if not (_is_number(stamp) and _is_number(expires)):
         return None
-    return TokenClaims(user_id=user_id, password_timestamp=float(stamp), expires_at=float(payload["exp"]))
+    return TokenClaims(user_id=user_id, password_timestamp=float(stamp), expires_at=float(expires))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def secrets_equal(given: str | None, expected: str) -> bool:

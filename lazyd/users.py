@@ -35,7 +35,10 @@ class UserChanges:
 async def create_user(
     hasher: PasswordHasher, username: str, password: str, *, role: str = "user", can_interact: bool = False
 ) -> User:
-    """A new active user; :class:`UserExists` when the name is taken."""
+    """A new active user; :class:`UserExists` when the name is taken, in any mix of upper and lower case
+    (``ADMINUSER`` beside ``adminuser`` would be a look-alike)."""
+    if await User.aget_or_none(peewee.fn.LOWER(User.username) == username.lower()) is not None:
+        raise UserExists(username)
     hashed = await hasher.hash(password)
     try:
         return await User.acreate(username=username, password=hashed, role=role, can_interact=can_interact,
@@ -56,9 +59,11 @@ async def check_credentials(hasher: PasswordHasher, username: str, password: str
 
 
 async def update_user(hasher: PasswordHasher, user: User, changes: UserChanges) -> User:
-    """Apply ``changes``; a new password also replaces the stamp, which revokes every issued token."""
+    """Apply ``changes``. A new password, or a block, also replaces the stamp, which revokes every issued
+    token (so an unblock does not bring old tokens back)."""
     if changes.password is not None:
         user.password = await hasher.hash(changes.password)
+    if changes.password is not None or (changes.active is False and user.active):
         user.password_timestamp = password_timestamp()
     for name in ("can_interact", "active", "role"):
         if (value := getattr(changes, name)) is not None:
@@ -68,10 +73,15 @@ async def update_user(hasher: PasswordHasher, user: User, changes: UserChanges) 
     return user
 
 
-async def update_user_by_id(hasher: PasswordHasher, user_id: int, changes: UserChanges) -> User | None:
-    """:func:`update_user` for the user with this id; ``None`` when there is none."""
-    user = await User.aget_or_none(User.id == user_id)
-    return None if user is None else await update_user(hasher, user, changes)
+async def leaves_no_admin(user: User, changes: UserChanges) -> bool:
+    """Whether ``changes`` would demote or block the last active admin. The API refuses that, since nobody
+    could then manage accounts over it; ``lazyd user set`` on the server may still do it."""
+    if user.role != "admin" or not user.active or (changes.role != "user" and changes.active is not False):
+        return False
+    other = await User.aget_or_none(User.role == "admin", User.active == True, User.id != user.id)  # noqa: E712
+    return other is None
+
+
 
 
 async def list_users(store: Store, page: int, size: int, sort: str = "id",

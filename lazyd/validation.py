@@ -6,10 +6,13 @@ that show them keep working.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from .options import parse_bool
 
@@ -56,6 +59,14 @@ def password_problem(value: str) -> str | None:
     return None if all(checks) else PASSWORD_RULE
 
 
+INT64_MAX = 2**63 - 1
+"""The largest integer every supported database column holds."""
+INT64_RANGE = (-INT64_MAX, INT64_MAX)
+ID_RANGE = (-(2**31), 2**31 - 1)
+"""What a row id column holds: PostgreSQL's ``serial`` is 32-bit (SQLite's ids would hold more, but count up
+from 1 and never get there). An id outside it is refused before a query could fail on it."""
+
+
 _TYPE_NAMES = {str: ("string_type", "a valid string"), bool: ("bool_type", "a valid boolean"),
                int: ("int_type", "a valid integer"), dict: ("dict_type", "a valid dictionary")}
 
@@ -69,6 +80,8 @@ class Field:
     required: bool = False
     check: Callable[[Any], str | None] | None = None
     choices: tuple[str, ...] = ()
+    bounds: tuple[int, int] = INT64_RANGE
+    """For an integer field: the values it may take (:data:`ID_RANGE` for a row id)."""
 
 
 def _is_kind(value: Any, kind: type) -> bool:
@@ -81,6 +94,8 @@ def _field_problem(field: Field, value: Any, loc: Loc) -> dict[str, Any] | None:
     if not _is_kind(value, field.kind):
         kind, wanted = _TYPE_NAMES[field.kind]
         return problem(loc, f"Input should be {wanted}", kind)
+    if field.kind is int and (out_of_range := int_range_problem(value, loc, field.bounds)):
+        return out_of_range
     if field.choices and value not in field.choices:
         return problem(loc, f"Input should be {_or_list(field.choices)}", "enum")
     if field.check and (message := field.check(value)):
@@ -91,6 +106,83 @@ def _field_problem(field: Field, value: Any, loc: Loc) -> dict[str, Any] | None:
 def _or_list(choices: tuple[str, ...]) -> str:
     quoted = [f"'{choice}'" for choice in choices]
     return ", ".join(quoted[:-1]) + f" or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+
+
+MAX_JSON_DEPTH = 32
+"""How deeply arrays and objects may nest in a request body; lazyd's own bodies nest two levels."""
+MAX_JSON_NUMBER_CHARS = 64
+"""The longest number literal a body may hold: longer ones are attacks on the integer parser, not data."""
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_OPENING = np.frombuffer(b"[{", dtype=np.uint8)
+
+
+class _JsonLimit(ValueError):
+    """Raised from inside the decoder, which then stops at once."""
+
+
+def parse_json(text: str, loc: Loc = ("body",)) -> Any:
+    """Decode a request body, refusing with 422 ``json_invalid`` what is not JSON or is built to hurt:
+    nesting deeper than :data:`MAX_JSON_DEPTH`, numbers longer than :data:`MAX_JSON_NUMBER_CHARS`,
+    ``NaN``/``Infinity`` (not JSON), and strings holding a lone surrogate (not text, and refused by every
+    database driver)."""
+    try:
+        value = json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant)
+    except json.JSONDecodeError as error:
+        raise fail((*loc, error.pos), "JSON decode error", "json_invalid") from None
+    except _JsonLimit as error:
+        raise fail(loc, f"JSON decode error, {error}", "json_invalid") from None
+    except RecursionError:  # far deeper than the limit: the decoder gave up before _too_deep could look
+        raise _too_deep(loc) from None
+    if _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise _too_deep(loc)
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise fail(loc, "JSON decode error, a string holds a lone surrogate (\\ud800-\\udfff)", "json_invalid")
+    return value
+
+
+def _json_int(literal: str) -> int:
+    _check_number_length(literal)
+    return int(literal)
+
+
+def _json_float(literal: str) -> float:
+    _check_number_length(literal)
+    return float(literal)
+
+
+def _check_number_length(literal: str) -> None:
+    if len(literal) > MAX_JSON_NUMBER_CHARS:
+        raise _JsonLimit(f"a number is longer than {MAX_JSON_NUMBER_CHARS} characters")
+
+
+def _json_constant(name: str) -> float:
+    raise _JsonLimit(f"{name} is not a JSON value")
+
+
+def _too_deep(loc: Loc) -> ValidationFailed:
+    return fail(loc, f"JSON decode error, arrays and objects nest deeper than {MAX_JSON_DEPTH} levels",
+                "json_invalid")
+
+
+def _nesting_depth(text: str) -> int:
+    """How deeply valid JSON ``text`` nests arrays and objects, at C speed on a body of any shape: drop
+    the strings and everything but brackets, then take the running count's peak."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text)).encode("ascii")
+    if not brackets:
+        return 0
+    steps = np.where(np.isin(np.frombuffer(brackets, dtype=np.uint8), _OPENING), 1, -1)
+    return int(np.cumsum(steps).max())
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded value holds a string that is not valid Unicode text (escapes can make one)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parse_object(data: Any, fields: tuple[Field, ...], loc: Loc = ("body",)) -> dict[str, Any]:
@@ -113,19 +205,33 @@ def parse_object(data: Any, fields: tuple[Field, ...], loc: Loc = ("body",)) -> 
     return values
 
 
-INT64_MAX = 2**63 - 1
-"""The largest integer every supported database column holds."""
+def int_range_problem(value: int, loc: Loc, bounds: tuple[int, int] = INT64_RANGE) -> dict[str, Any] | None:
+    """The one range check of every integer from a client, before it can reach a database column."""
+    low, high = bounds
+    if not low <= value <= high:
+        return problem(loc, f"Input should be between {low} and {high}", "int_range")
+    return None
 
 
-def parse_int(raw: str, loc: Loc) -> int:
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise fail(loc, "Input should be a valid integer, unable to parse string as an integer",
-                   "int_parsing") from None
-    if abs(value) > INT64_MAX:
-        raise fail(loc, f"Input should be between {-INT64_MAX} and {INT64_MAX}", "int_range")
+_ASCII_INTEGER = re.compile(r"-?[0-9]{1,%d}" % MAX_JSON_NUMBER_CHARS)
+
+
+def parse_int(raw: str, loc: Loc, bounds: tuple[int, int] = INT64_RANGE) -> int:
+    """An integer written in ASCII digits, nothing else: ``int()`` alone would also take spaces, ``+``,
+    ``_`` and the digits of every script (``١``, ``１``)."""
+    if not _ASCII_INTEGER.fullmatch(raw):
+        raise fail(loc, "Input should be a valid integer, unable to parse string as an integer", "int_parsing")
+    value = int(raw)
+    if out_of_range := int_range_problem(value, loc, bounds):
+        raise ValidationFailed([out_of_range])
     return value
+
+
+def query_id(query: Mapping[str, str], name: str) -> int:
+    """A required row id in the query string (see :data:`ID_RANGE`)."""
+    if name not in query:
+        raise fail(("query", name), "Field required", "missing")
+    return parse_int(query[name], ("query", name), ID_RANGE)
 
 
 def query_int(

@@ -24,7 +24,7 @@ def _assert_detail_shape(body: dict, status: int) -> None:
     ("GET", "/no/such/route", {}, 404),
     ("DELETE", "/", {}, 405),
     ("POST", "/auth/login", {"data": b"{not json", "headers": {"Content-Type": "application/json"}}, 422),
-    ("POST", "/auth/login", {"data": b"\xff\xfe", "headers": {"Content-Type": "application/json"}}, 422),
+    ("POST", "/auth/login", {"data": b"\xff\xfe", "headers": {"Content-Type": "application/json"}}, 400),
     ("POST", "/auth/login", {}, 422),
     ("POST", "/auth/login", {"json": ["a", "list"]}, 422),
     ("POST", "/auth/login", {"json": {"username": "alice", "password": "Wrong_pass1"}}, 401),

@@ -16,7 +16,7 @@ from ..config import Config
 from ..daemon import Daemon
 from ..registry import Registry, load_registry
 from . import auth_routes, export_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
-from .errors import error_middleware
+from .errors import error_middleware, tag_response
 from .keys import CONFIG, DAEMON, HASHER, REGISTRY, TOKENS
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[REGISTRY] = registry or load_registry(modules=config.plugins.modules)
     daemon = Daemon(config, app[REGISTRY])
     app.add_routes(ROUTES)
+    app.on_response_prepare.append(tag_response)
     app.cleanup_ctx.append(lambda app: _running(app, daemon))
     app.cleanup_ctx.append(_password_hasher)
     return app

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .. import users
 from ..auth import REFRESH
+from ..store import User
 from ..validation import Field, password_problem, username_problem
 from .body import json_object
 from .errors import conflict, forbidden, unauthorized
@@ -37,13 +38,19 @@ async def login(request: web.Request) -> web.Response:
         raise unauthorized("Incorrect username or password")
     if not user.active:
         raise unauthorized("Your account is blocked")
-    return web.json_response(request.app[TOKENS].issue_pair(user.id, user.password_timestamp))
+    return _token_response(request, user)
 
 
 async def refresh(request: web.Request) -> web.Response:
     body = await json_object(request, Field("refresh_token", str, required=True))
     user = await user_from_token(request, body["refresh_token"], REFRESH)
-    return web.json_response(request.app[TOKENS].issue_pair(user.id, user.password_timestamp))
+    return _token_response(request, user)
+
+
+def _token_response(request: web.Request, user: User) -> web.Response:
+    """A new token pair, which no cache along the way may keep."""
+    return web.json_response(request.app[TOKENS].issue_pair(user.id, user.password_timestamp),
+                             headers={"Cache-Control": "no-store"})
 
 
 async def info(request: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ from ..validation import ValidationFailed
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID = web.RequestKey("request_id", str)
+"""Where :func:`error_middleware` keeps the request's id for :func:`tag_response`."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -49,8 +51,8 @@ def error_response(status: int, detail: object, headers: dict[str, str] | None =
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every exception into the seed's JSON shape and tag every response with a request id."""
-    request_id = secrets.token_hex(8)
+    """Turn every exception into the seed's JSON shape; give the request the id its response will carry."""
+    request_id = request[REQUEST_ID] = secrets.token_hex(8)
     try:
         response = await handler(request)
     except ApiError as error:
@@ -66,9 +68,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error in %s %s (request id %s)", request.method, request.path, request_id)
         response = error_response(500, f"Internal server error (request id {request_id})")
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
     return response
+
+
+async def tag_response(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: every response, a streamed one too, carries its request id and tells
+    browsers not to guess a content type other than the one sent."""
+    if REQUEST_ID in request:
+        response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
+    response.headers["X-Content-Type-Options"] = "nosniff"
 
 
 def _plain(error: web.HTTPException) -> str:

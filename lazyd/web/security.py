@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..auth import ACCESS, TokenClaims, secrets_equal
 from ..store import Transcription, User
-from ..validation import query_int
+from ..validation import query_id
 from .errors import forbidden, not_found, unauthorized
 from .keys import CONFIG, DAEMON, TOKENS
 
@@ -33,10 +33,12 @@ async def user_from_token(request: web.Request, token: str, token_type: str = AC
 async def user_from_claims(claims: TokenClaims | None) -> User:
     """The active user decoded ``claims`` name, if the token is still current; 401 for anything else."""
     user = await User.aget_or_none(User.id == claims.user_id) if claims else None
-    if user is None or user.password_timestamp != claims.password_timestamp:
+    if user is None:
         raise unauthorized(INVALID_TOKEN)
-    if not user.active:
+    if not user.active:  # before the stamp, which the block replaced: the seed says why, as it did
         raise unauthorized("Your account is blocked")
+    if user.password_timestamp != claims.password_timestamp:
+        raise unauthorized(INVALID_TOKEN)
     return user
 
 
@@ -75,7 +77,7 @@ async def require_admin_token_or_admin(request: web.Request) -> None:
 async def owned_transcription(request: web.Request, query_name: str) -> tuple[User, Transcription]:
     """The caller and their transcription whose id the query parameter ``query_name`` holds; 404 when it is
     missing or someone else's."""
-    job_id = query_int(request.query, query_name)
+    job_id = query_id(request.query, query_name)
     user = await current_user(request)
     job = await request.app[DAEMON].owned_job(user.id, job_id)
     if job is None:

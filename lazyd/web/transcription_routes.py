@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
-from aiohttp.multipart import BodyPartReader
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.multipart import BadContentDispositionHeader, BodyPartReader
 
 from ..audio import AudioError
 from ..daemon import Daemon
@@ -120,18 +122,25 @@ async def upload(request: web.Request) -> web.Response:
 
 
 async def _receive(request: web.Request, daemon: Daemon, limit: int) -> tuple[StoredFile, Any]:
-    """Stream the upload to disk; collect option fields, whichever order the parts come in."""
+    """Stream the upload to disk; collect option fields, whichever order the parts come in. Whatever goes
+    wrong, the partly or wholly written file is removed."""
     if not request.content_type.startswith("multipart/"):
         raise _missing_file()
     stored, raw_options = None, {}
     try:
-        async for part in _parts(request):
-            if part.name == UPLOAD_FIELD and stored is None:
-                stored = await _store_part(daemon, part, limit)
-            elif part.name in {field.name for field in OPTION_FIELDS}:
-                raw_options[part.name] = await _small_text(part)
+        with _malformed_body_is_a_400():
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    continue
+                if part.name == UPLOAD_FIELD and stored is None:
+                    stored = await _store_part(daemon, part, limit)
+                elif part.name in {field.name for field in OPTION_FIELDS}:
+                    raw_options[part.name] = await _small_text(part)
         if stored is None:
             raise _missing_file()
+        if stored.size == 0:
+            raise ApiError(400, "The uploaded file is empty")
         return stored, _parse_options(raw_options)
     except BaseException:
         if stored is not None:
@@ -139,15 +148,20 @@ async def _receive(request: web.Request, daemon: Daemon, limit: int) -> tuple[St
         raise
 
 
-async def _parts(request: web.Request) -> AsyncIterator[BodyPartReader]:
-    """The body's parts; a malformed body (no boundary, garbage, cut short) is the client's error, a 400."""
+_MALFORMED_MULTIPART = (ValueError, HttpProcessingError, BadContentDispositionHeader)
+"""What aiohttp's multipart reader raises for a body that is not multipart, or is cut short anywhere: in a
+part's headers, inside a part, before the closing boundary (``BadContentDispositionHeader`` is a warning
+that is raised when warnings are errors, as in the tests)."""
+
+
+@contextlib.contextmanager
+def _malformed_body_is_a_400() -> Iterator[None]:
     try:
-        reader = await request.multipart()
-        while (part := await reader.next()) is not None:
-            if isinstance(part, BodyPartReader):
-                yield part
-    except ValueError as error:
-        raise ApiError(400, f"The body is not valid multipart/form-data: {error}") from None
+        yield
+    except _MALFORMED_MULTIPART as error:
+        reason = error.message if isinstance(error, HttpProcessingError) else str(error)
+        raise ApiError(400, "The body is not valid multipart/form-data, or it ends before its closing boundary "
+                            f"({reason.strip()})") from None
 
 
 async def _small_text(part: BodyPartReader, limit: int = OPTION_BYTES) -> str:
@@ -165,13 +179,9 @@ async def _small_text(part: BodyPartReader, limit: int = OPTION_BYTES) -> str:
 
 async def _store_part(daemon: Daemon, part: BodyPartReader, limit: int) -> StoredFile:
     try:
-        stored = await daemon.receive(part.read_chunk, part.filename or "upload", limit)
+        return await daemon.receive(part.read_chunk, part.filename or "upload", limit)
     except UploadTooLarge as error:
         raise ApiError(413, str(error)) from None
-    if stored.size == 0:
-        await remove_files([str(stored.path)])
-        raise ApiError(400, "The uploaded file is empty")
-    return stored
 
 
 def _missing_file() -> ValidationFailed:

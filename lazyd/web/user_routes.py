@@ -6,9 +6,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from .. import users
-from ..validation import Field, parse_int, password_problem, query_choice, query_int
+from ..store import User
+from ..validation import ID_RANGE, Field, parse_int, password_problem, query_choice, query_id
 from .body import json_object, pagination
-from .errors import not_found
+from .errors import conflict, not_found
 from .keys import DAEMON, HASHER
 from .security import current_user, require_admin_token_or_admin
 from .shapes import page_json, user_json
@@ -24,7 +25,7 @@ ADMIN_CHANGES = (
 
 async def seed_patch(request: web.Request) -> web.Response:
     """The seed's ``PATCH /auth/patch?user_id=N``: password and ``can_interact`` of any user."""
-    user_id = query_int(request.query, "user_id")
+    user_id = query_id(request.query, "user_id")
     await require_admin_token_or_admin(request)
     return await _change_user(request, user_id, await json_object(request, *SEED_CHANGES))
 
@@ -40,13 +41,16 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def patch_user(request: web.Request) -> web.Response:
     await current_user(request, admin=True)
-    user_id = parse_int(request.match_info["id"], ("path", "id"))
+    user_id = parse_int(request.match_info["id"], ("path", "id"), ID_RANGE)
     return await _change_user(request, user_id, await json_object(request, *ADMIN_CHANGES))
 
 
 async def _change_user(request: web.Request, user_id: int, changes: dict) -> web.Response:
     """Apply validated ``changes`` to the user ``user_id`` and answer with the user; 404 when there is none."""
-    updated = await users.update_user_by_id(request.app[HASHER], user_id, users.UserChanges(**changes))
-    if updated is None:
+    user = await User.aget_or_none(User.id == user_id)
+    if user is None:
         raise not_found("User not found")
-    return web.json_response(user_json(updated))
+    wanted = users.UserChanges(**changes)
+    if await users.leaves_no_admin(user, wanted):
+        raise conflict("This is the last active admin: make another user an admin first")
+    return web.json_response(user_json(await users.update_user(request.app[HASHER], user, wanted)))

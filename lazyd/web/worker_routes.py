@@ -8,13 +8,13 @@ from ..auth import secrets_equal
 from ..jobs.states import STATES, ChunkResult, TransitionRefused
 from ..jobs.transcripts import one_transcription_json
 from ..store import Transcription
-from ..validation import Field, fail, parse_object
+from ..validation import ID_RANGE, Field, fail, parse_object
 from .body import json_object
 from .errors import conflict, forbidden, not_found
 from .keys import CONFIG, DAEMON
 
 REPORT = (
-    Field("transcription_id", int, required=True),
+    Field("transcription_id", int, required=True, bounds=ID_RANGE),
     Field("current_state", str, choices=STATES),
     Field("new_chunk", dict),
 )
