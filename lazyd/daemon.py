@@ -23,7 +23,7 @@ import peewee
 from .aio import stop_task
 from .config import Config
 from .files import remove_files
-from .inbox import Inbox, InboxError, check_inbox
+from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import worker_setup
 from .jobs.events import Event, EventHub
 from .jobs.ingest import StoredFile, inspect, queue_file, store_stream, upload_quota
@@ -35,6 +35,13 @@ from .registry import PluginError, Registry
 from .store import Store, Transcription, User
 
 log = logging.getLogger(__name__)
+
+class OwnsInbox(Exception):
+    """The user owns an ``[[inbox]]``: deleting them would leave the folder without an owner."""
+
+    def __init__(self, username: str, folder: str) -> None:
+        super().__init__(f"User '{username}' owns the inbox {folder}: remove it from the configuration first")
+
 
 WAIT_RECHECK_SECS = 5.0
 """How often :meth:`Daemon.wait` reads the job again: another daemon on the same database may finish it."""
@@ -66,6 +73,8 @@ class InboxStatus:
     user: str
     outbox: str
     watching: str
+    """How the folder is watched; "" when it is not, for the ``problem`` given."""
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,8 @@ class Daemon:
         self.backend = BackendStatus(scheduler=config.scheduler.enabled)
         self.scheduler: Scheduler | None = None
         self.inboxes: list[Inbox] = []
+        self.idle_inboxes: list[InboxStatus] = []
+        """The ``[[inbox]]`` entries that do not run, each with its reason."""
         self._store: Store | None = None
         self._states: JobStates | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,13 +152,17 @@ class Daemon:
             await self._store.close()
 
     async def _make_inboxes(self) -> list[Inbox]:
-        """One watcher per ``[[inbox]]``; an unknown owner stops start-up before anything runs."""
+        """One watcher per ``[[inbox]]``. An entry whose owner does not exist is that inbox's problem alone:
+        it is logged and shown in :meth:`status`, and the rest of the daemon runs."""
         inboxes = []
         for spec in self.config.inbox:
             owner = await User.aget_or_none(User.username == spec.user)
             if owner is None:
-                raise InboxError(f"inbox {spec.path}: there is no user {spec.user!r} (create it with lazyd user add)")
-            inboxes.append(Inbox(spec, owner, self))
+                problem = f"there is no user {spec.user!r} (create it with lazyd user add, then restart)"
+                log.error("inbox %s is not watched: %s", spec.path, problem)
+                self.idle_inboxes.append(InboxStatus(spec.path, spec.user, spec.outbox, "", problem))
+            else:
+                inboxes.append(Inbox(spec, owner, self))
         return inboxes
 
     def _start_scheduler(self) -> None:
@@ -240,7 +255,11 @@ class Daemon:
 
     async def delete_user(self, user: User) -> None:
         """Remove a user with every transcription and audio file, each job through the state machine (so
-        running ones stop and the owner's open streams see ``deleted``)."""
+        running ones stop and the owner's open streams see ``deleted``). :class:`OwnsInbox`, and nothing
+        removed, when an ``[[inbox]]`` names the user."""
+        for spec in self.config.inbox:
+            if spec.user == user.username:
+                raise OwnsInbox(user.username, spec.path)
         jobs = await self.store.list(Transcription.select(Transcription.id).where(Transcription.creator == user.id))
         for job in jobs:
             with contextlib.suppress(TransitionRefused):  # already gone
@@ -280,7 +299,7 @@ class Daemon:
             if self.scheduler.worker_problem:
                 backend = BackendStatus(**{**backend.__dict__, "problem": self.scheduler.worker_problem})
         inboxes = tuple(InboxStatus(str(inbox.folder), inbox.owner.username, str(inbox.outbox), inbox.mode)
-                        for inbox in self.inboxes)
+                        for inbox in self.inboxes) + tuple(self.idle_inboxes)
         return DaemonStatus(healthy, self.store.describe(), backend, node, workers,
                             await self._queue_counts() if healthy else {}, inboxes)
 

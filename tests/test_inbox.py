@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import inspect
 import json
+import logging
 import os
 import shutil
 import threading
@@ -14,7 +15,6 @@ from pathlib import Path
 
 import numpy
 import pytest
-from aiohttp import web
 
 from conftest import PASSWORD, fake_sections
 from lazyd import users
@@ -267,16 +267,11 @@ async def test_an_outbox_inside_its_inbox_is_refused_at_start_up(make_config, fo
         create_app(dataclasses.replace(make_config(), inbox=(same,)))
 
 
-async def test_an_unknown_format_or_user_is_refused_at_start_up(make_config, folders,
+async def test_an_unknown_format_is_refused_at_start_up(make_config, folders,
                                                                 database_url):
     spec = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), formats=("pdf",))
     with pytest.raises(InboxError, match="unknown format"):
         create_app(dataclasses.replace(make_config(database_url), inbox=(spec,)))
-    nobody = dataclasses.replace(spec, formats=("txt",), user="nobody")
-    runner = web.AppRunner(create_app(dataclasses.replace(make_config(database_url), inbox=(nobody,))))
-    with pytest.raises(InboxError, match="there is no user 'nobody'"):
-        await runner.setup()
-    await runner.cleanup()
 
 
 @pytest.mark.parametrize("change, message", [
@@ -506,3 +501,35 @@ async def test_recordings_that_share_a_name_but_not_an_extension_keep_their_own_
     texts = {(folders.outbox / name).read_text() for name in folders.outputs() if name.endswith(".txt")}
     assert texts == {expected_text([300, 400]), expected_text([700, 800])}
     assert "talk.wav.txt" in folders.outputs() or "talk.flac.txt" in folders.outputs()
+
+
+async def test_the_owner_of_an_inbox_cannot_delete_their_account(start, folders):
+    client = await start()
+    login = await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    headers = {"Authorization": f"Bearer {(await login.json())['access_token']}"}
+    response = await client.delete("/auth/info", headers=headers)
+    assert response.status == 409
+    assert str(folders.inbox) in (await response.json())["detail"]
+    assert await User.aget_or_none(User.username == "alice") is not None
+    assert (await client.get("/auth/info", headers=headers)).status == 200
+
+
+async def test_an_inbox_whose_owner_is_missing_is_its_own_problem_and_the_daemon_runs(
+        make_config, database_url, folders, owner, aiohttp_client, caplog):
+    """Its owner may have been deleted by an older lazyd, or never created: the API and the other inboxes
+    keep working, and /health says what is wrong."""
+    ok = InboxConfig(path=str(folders.inbox), user="alice", outbox=str(folders.outbox), formats=("txt",))
+    orphan = InboxConfig(path=str(folders.inbox.parent / "orphan"), user="nobody",
+                         outbox=str(folders.inbox.parent / "orphan-out"), formats=("txt",))
+    Path(orphan.path).mkdir()
+    with caplog.at_level(logging.ERROR):
+        client = await aiohttp_client(create_app(dataclasses.replace(make_config(database_url), inbox=(ok, orphan))))
+    assert f"inbox {orphan.path} is not watched: there is no user 'nobody'" in caplog.text
+    login = await client.post("/auth/login", json={"username": "alice", "password": PASSWORD})
+    assert login.status == 200
+    daemon = client.app[DAEMON]
+    [watched] = daemon.inboxes
+    assert watched.owner.username == "alice"
+    status = {inbox.user: inbox for inbox in (await daemon.status()).inboxes}
+    assert status["alice"].watching and not status["alice"].problem
+    assert not status["nobody"].watching and "there is no user 'nobody'" in status["nobody"].problem

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .. import users
 from ..auth import REFRESH
+from ..daemon import OwnsInbox
 from ..store import User
 from ..validation import Field, password_problem, username_problem
 from .body import json_object
@@ -60,5 +61,8 @@ async def info(request: web.Request) -> web.Response:
 async def delete_self(request: web.Request) -> web.Response:
     """``DELETE /auth/info``: the caller's account, transcriptions and audio are removed."""
     user = await current_user(request)
-    await request.app[DAEMON].delete_user(user)
+    try:
+        await request.app[DAEMON].delete_user(user)
+    except OwnsInbox as error:
+        raise conflict(str(error)) from None
     return web.Response(status=204)

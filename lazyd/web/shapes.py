@@ -44,8 +44,8 @@ def health_json(status: DaemonStatus) -> dict[str, Any]:
         "database": {"ok": status.database_ok, "url": status.database_url},
         "backend": _backend_json(status),
         "queue": status.queue,
-        "inboxes": [{"path": inbox.path, "user": inbox.user, "outbox": inbox.outbox, "watching": inbox.watching}
-                    for inbox in status.inboxes],
+        "inboxes": [{"path": inbox.path, "user": inbox.user, "outbox": inbox.outbox, "watching": inbox.watching,
+                     "problem": inbox.problem} for inbox in status.inboxes],
     }
 
 
