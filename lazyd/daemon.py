@@ -26,7 +26,7 @@ from .files import remove_files
 from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import worker_setup
 from .jobs.events import Event, EventHub
-from .jobs.ingest import StoredFile, inspect, queue_file, store_stream, upload_quota
+from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
 from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused
 from .jobs.transcripts import one_transcription_json
@@ -222,7 +222,7 @@ class Daemon:
         job, _ = await self.states.enqueue(
             creator_id, Quota(None, None), audio_len_secs=checked.info.duration,
             chunk_size_secs=self.config.transcription.chunk_secs,
-            chunk_plan=[list(span) for span in checked.plan], source=source, filename=path.name,
+            chunk_plan=[list(span) for span in checked.plan], source=source, filename=display_name(path.name),
             audio_path=str(path), options=stored_options(options or JobOverrides()))
         self._wake_scheduler()
         return job

@@ -253,3 +253,27 @@ async def _until(condition, what: str, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not condition():
             await asyncio.sleep(0.02)
+
+
+def upload_named(disposition: str, wav: bytes) -> bytes:
+    return (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"audiofile\"; {disposition}\r\n\r\n".encode()
+            + wav + f"\r\n--{BOUNDARY}--\r\n".encode())
+
+
+async def test_control_characters_in_an_uploads_encoded_name_are_dropped(client, accounts, wav):
+    headers = await accounts.headers("alice", can_interact=True)
+    response = await client.post("/upload-audiofile", data=upload_named("filename*=UTF-8''a%00b%0Ac%1B.wav", wav),
+                                 headers={**headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["file"] == "abc.wav"
+    assert (await Transcription.aget_by_id(body["task_id"])).filename == "abc.wav"
+
+
+async def test_a_raw_nul_in_a_part_header_is_a_400_and_leaves_nothing(client, accounts, wav):
+    headers = await accounts.headers("alice", can_interact=True)
+    before = await world(client)
+    response = await client.post("/upload-audiofile", data=upload_named('filename="a\x00b.wav"', wav),
+                                 headers={**headers, "Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
+    assert response.status == 400, await response.text()
+    assert await world(client) == before

@@ -149,6 +149,17 @@ def _counted_inboxes(config: Config) -> frozenset[str]:
     return frozenset(str(spec.folder) for spec in config.inbox if spec.quota_applies)
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_CHARS = 512
+
+
+def display_name(filename: str) -> str:
+    """The recording's name as a job keeps and shows it: without control characters (a NUL is refused by
+    PostgreSQL and breaks every client that prints it; a newline would forge log and listing lines) and
+    at most :data:`MAX_NAME_CHARS` long."""
+    return _CONTROL_CHARACTERS.sub("", filename)[:MAX_NAME_CHARS] or "upload"
+
+
 async def queue_file(states: JobStates, config: Config, stored: StoredFile, *, creator_id: int, quota: Quota,
                      source: str, options: dict[str, Any]) -> Transcription:
     """Check the stored file and queue it; on any refusal the file is removed and the error re-raised."""
@@ -157,7 +168,7 @@ async def queue_file(states: JobStates, config: Config, stored: StoredFile, *, c
         job, removed = await states.enqueue(
             creator_id, quota, audio_len_secs=checked.info.duration,
             chunk_size_secs=config.transcription.chunk_secs, chunk_plan=[list(span) for span in checked.plan],
-            source=source, filename=stored.filename[:512], audio_path=str(stored.path),
+            source=source, filename=display_name(stored.filename), audio_path=str(stored.path),
             audio_sha256=stored.sha256, audio_size=stored.size, options=options)
     except BaseException:
         await asyncio.to_thread(stored.path.unlink, True)

@@ -118,7 +118,7 @@ async def upload(request: web.Request) -> web.Response:
         raise fail(("body", UPLOAD_FIELD), f"Value error, {error}", "value_error") from None
     except AudioError as error:
         raise ApiError(415, str(error)) from None
-    return web.json_response({"message": "File uploaded successfully", "task_id": job.id, "file": stored.filename})
+    return web.json_response({"message": "File uploaded successfully", "task_id": job.id, "file": job.filename})
 
 
 async def _receive(request: web.Request, daemon: Daemon, limit: int) -> tuple[StoredFile, Any]:
