@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy
 import pytest
 
-from lazyd.store import Transcription, TranscriptionChunk, User
+from lazyd.store import Transcription, User
 from lazyd.validation import MAX_JSON_DEPTH
 from lazyd.web import create_app
 from lazyd.web.keys import CONFIG
 from media import noise, silence, tone, write_audio
+from world import snapshot
 
 ADMIN_TOKEN = "4dmin-token"
 WORKER_TOKEN = "w0rker-token"
@@ -30,16 +31,8 @@ async def client(aiohttp_client, make_config, database_url):
     return await aiohttp_client(create_app(config))
 
 
-async def world(client) -> tuple[tuple, list[Path]]:
-    """Everything a rejected request must leave as it was: every row that matters, and every file."""
-    database = User._meta.database
-    users = await database.list(User.select(User.id, User.username, User.password, User.active, User.role,
-                                            User.can_interact).tuples())
-    jobs = await database.list(Transcription.select(Transcription.id, Transcription.current_state).tuples())
-    chunks = await database.list(TranscriptionChunk.select(TranscriptionChunk.id, TranscriptionChunk.text).tuples())
-    data_dir = Path(client.app[CONFIG].data_dir)
-    files = sorted(path for path in data_dir.rglob("*") if path.is_file() and "lazyd.sqlite3" not in path.name)
-    return (tuple(users), tuple(jobs), tuple(chunks)), files
+async def world(client) -> tuple:
+    return await snapshot(Path(client.app[CONFIG].data_dir))
 
 
 def assert_detail_shape(body: dict, status: int) -> None:

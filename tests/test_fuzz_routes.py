@@ -31,6 +31,7 @@ from lazyd.jobs.states import STATES
 from lazyd.store import Transcription, TranscriptionChunk, User
 from lazyd.web import create_app
 from lazyd.web.keys import CONFIG, HASHER
+from world import data_files, snapshot
 
 EXAMPLES = int(os.environ.get("LAZYD_FUZZ_EXAMPLES", "200"))
 ADMIN_TOKEN = "4dmin-token"
@@ -183,7 +184,7 @@ class LiveApp:
 
     async def reset(self) -> None:
         await User.delete().aexecute()  # their transcriptions and chunks go with them (ON DELETE CASCADE)
-        for path in self._files():
+        for path in data_files(self._data_dir()):
             path.unlink()
         hasher = self.client.app[HASHER]
         admin = await users.create_user(hasher, "adminuser", PASSWORD, role="admin", can_interact=True)
@@ -205,20 +206,11 @@ class LiveApp:
         assert response.status == 200, await response.text()
         return await response.json()
 
-    def _files(self) -> list[Path]:
-        data_dir = Path(self.client.app[CONFIG].data_dir)
-        return sorted(path for path in data_dir.rglob("*") if path.is_file() and ".sqlite3" not in path.name)
+    def _data_dir(self) -> Path:
+        return Path(self.client.app[CONFIG].data_dir)
 
     async def snapshot(self) -> tuple:
-        database = User._meta.database
-        return (
-            await database.list(User.select(User.id, User.username, User.password, User.active, User.role,
-                                            User.can_interact, User.password_timestamp).tuples()),
-            await database.list(Transcription.select(Transcription.id, Transcription.current_state,
-                                                     Transcription.error_count).tuples()),
-            await database.list(TranscriptionChunk.select(TranscriptionChunk.id, TranscriptionChunk.text).tuples()),
-            self._files(),
-        )
+        return await snapshot(self._data_dir())
 
     def fill(self, text: str) -> str:
         for ref, value in self.ids.items():
