@@ -361,11 +361,11 @@ async def test_an_unreadable_file_is_retried_without_stopping_the_folder(start, 
     refusals = []
     real_copy = lazyd.inbox.intake.copy_file
 
-    def copy_file(source, directory):
+    def copy_file(source, directory, max_bytes):
         if source.name == "locked.wav" and len(refusals) < 3:
             refusals.append(source.name)
             raise PermissionError(13, "Permission denied", str(source))
-        return real_copy(source, directory)
+        return real_copy(source, directory, max_bytes)
 
     monkeypatch.setattr(lazyd.inbox.intake, "copy_file", copy_file)
     await start()
@@ -400,14 +400,7 @@ async def test_an_upload_makes_room_among_inbox_transcripts_only_where_the_inbox
         assert kept == ["week0.wav", "week1.wav", "week2.wav", "week3.wav", "question.wav"]
 
 
-async def test_a_file_over_the_size_limit_is_set_aside_without_being_copied(start, folders, control, make_config,
-                                                                           monkeypatch):
-    import lazyd.inbox.intake
-
-    copied = []
-    real_copy = lazyd.inbox.intake.copy_file
-    monkeypatch.setattr(lazyd.inbox.intake, "copy_file", lambda source, directory: copied.append(source.name)
-                        or real_copy(source, directory))
+async def test_a_file_over_the_size_limit_is_set_aside_without_being_copied(start, folders, control):
     client = await start()
     limit_mb = client.app[CONFIG].limits.max_upload_mb
     with open(folders.inbox / "huge.wav", "wb") as stream:
@@ -416,7 +409,91 @@ async def test_a_file_over_the_size_limit_is_set_aside_without_being_copied(star
     await wait_until(lambda: (folders.inbox / "failed" / "huge.wav.error.txt").exists())
     assert "larger than the" in (folders.inbox / "failed" / "huge.wav.error.txt").read_text()
     await wait_until(lambda: "fine.txt" in folders.outputs())
-    assert copied == ["fine.wav"] and len(await transcriptions()) == 1
+    assert len(await transcriptions()) == 1 and len(list(client.app[CONFIG].audio_path.iterdir())) == 1
+
+
+async def test_a_file_swapped_for_a_link_after_the_listing_is_never_read_through_it(
+        start, folders, control, tmp_path, monkeypatch):
+    """A thread swaps a settled regular file for a symbolic link to a recording outside the inbox right
+    after the listing that found it settled, round after round, until a swap lands before the copy."""
+    import lazyd.inbox.intake
+
+    (tmp_path / "private").mkdir()
+    outside = tones_file(tmp_path / "private" / "secret.wav", [300, 400, 500])
+    listed = threading.Event()
+    real_listing = lazyd.inbox.intake.listing
+
+    def listing(folder):
+        found = real_listing(folder)
+        listed.set()
+        return found
+
+    monkeypatch.setattr(lazyd.inbox.intake, "listing", listing)
+    await start(settle_secs=0.0)
+
+    def swap_after_a_listing(name: str) -> None:
+        regular = folders.inbox / name
+        regular.write_bytes(b"not a recording, only 32 bytes.\n")
+        for _ in range(2):  # seen twice unchanged: settled, taken in the round of the second listing
+            listed.clear()
+            listed.wait(10)
+        link = folders.inbox / f".{name}.link"
+        link.symlink_to(outside)
+        os.replace(link, regular)
+
+    reasons = []
+    for attempt in range(30):
+        name = f"swap{attempt}.wav"
+        await asyncio.to_thread(swap_after_a_listing, name)
+        note = folders.inbox / "failed" / f"{name}.error.txt"
+        await wait_until(lambda: note.exists() or calls(control) > 0)
+        assert calls(control) == 0, "the recording outside the inbox was transcribed"
+        reasons.append(note.read_text())
+        if "symbolic link" in reasons[-1]:
+            break
+    assert "symbolic link" in reasons[-1], reasons
+    assert (folders.inbox / "failed" / name).is_symlink() and outside.exists()
+    assert await transcriptions() == [] and calls(control) == 0
+
+
+def test_the_copy_reads_what_was_opened_and_checked_never_what_the_name_points_to_later(tmp_path, monkeypatch):
+    """copy_file opens the name once without following links, checks that descriptor and reads from it:
+    a swap before the open is refused, a swap after it does not change what is read."""
+    from lazyd.jobs import ingest
+
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"x" * 4096)
+    source = tmp_path / "inbox" / "talk.wav"
+    source.parent.mkdir()
+    real_open = os.open
+
+    def swap_then_open(path, flags, *args):
+        Path(path).unlink()
+        Path(path).symlink_to(outside)
+        return real_open(path, flags, *args)
+
+    def open_then_swap(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        Path(path).unlink()
+        Path(path).symlink_to(outside)
+        return fd
+
+    source.write_bytes(b"mine")
+    monkeypatch.setattr(ingest.os, "open", swap_then_open)
+    with pytest.raises(ingest.NotARegularFile, match="symbolic link"):
+        ingest.copy_file(source, tmp_path / "audio", 1024)
+    source.unlink()
+    source.write_bytes(b"mine")
+    monkeypatch.setattr(ingest.os, "open", open_then_swap)
+    stored = ingest.copy_file(source, tmp_path / "audio", 1024)
+    assert stored.path.read_bytes() == b"mine" and stored.size == 4
+    monkeypatch.setattr(ingest.os, "open", real_open)
+    with pytest.raises(ingest.UploadTooLarge):  # the link's target is over the limit, but never opened:
+        ingest.copy_file(outside, tmp_path / "audio", 1024)  # this is the target itself, checked by fstat
+    os.mkfifo(tmp_path / "inbox" / "pipe.wav")
+    with pytest.raises(ingest.NotARegularFile, match="not a regular file"):  # and no wait for a writer
+        ingest.copy_file(tmp_path / "inbox" / "pipe.wav", tmp_path / "audio", 1024)
+    assert [path.read_bytes() for path in (tmp_path / "audio").iterdir()] == [b"mine"]
 
 
 async def test_a_delivery_that_fails_is_retried_and_holds_up_no_other_file(start, folders, control, monkeypatch):

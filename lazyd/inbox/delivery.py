@@ -104,7 +104,7 @@ def write_atomically(path: Path, body: bytes) -> None:
 
 def move_into(source: Path, folder: Path) -> Path | None:
     """Move ``source`` into ``folder`` under a name not yet taken there; ``None`` if it is gone."""
-    if not source.exists():
+    if not os.path.lexists(source):
         return None
     folder.mkdir(exist_ok=True)
     target, number = folder / source.name, 1

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..audio import AudioError
 from ..config import InboxConfig
-from ..jobs.ingest import StoredFile, copy_file, inbox_quota
+from ..jobs.ingest import NotARegularFile, StoredFile, UploadTooLarge, copy_file, inbox_quota
 from ..jobs.states import CANCELLED, FINAL, PROCESSING_FAIL
 from ..store import INBOX_DONE, INBOX_WAITING, InboxFile, Transcription, User
 from .delivery import set_aside
@@ -71,13 +71,18 @@ class Intake:
         if await self._already_taken(name, size, mtime):
             return
         config = self.daemon.config
-        if size > (limit_mb := config.limits.max_upload_mb) * 1024 * 1024:
-            await self._reject(name, f"it is larger than the {limit_mb} MB limit ([limits] max_upload_mb)")
-            return
+        limit_mb = config.limits.max_upload_mb
         try:
-            stored = await asyncio.to_thread(copy_file, self.folder / name, config.audio_path)
+            stored = await asyncio.to_thread(copy_file, self.folder / name, config.audio_path,
+                                             limit_mb * 1024 * 1024)
         except FileNotFoundError:
             return  # moved away again before we got to it
+        except UploadTooLarge:
+            await self._reject(name, f"it is larger than the {limit_mb} MB limit ([limits] max_upload_mb)")
+            return
+        except NotARegularFile as error:
+            await self._reject(name, error.strerror)
+            return
         job = await self._existing_job(stored.sha256)
         if job is not None:
             await asyncio.to_thread(stored.path.unlink, True)

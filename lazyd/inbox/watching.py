@@ -38,11 +38,15 @@ def filesystem_type(path: Path) -> str:
 
 
 def listing(folder: Path) -> dict[str, tuple[int, float]]:
-    """Size and modification time of every candidate regular file in ``folder``. Blocking: use a thread."""
+    """Size and modification time of every candidate file in ``folder``. Blocking: use a thread.
+
+    Symbolic links are listed as what they are (their own size and time), so that taking one sets it aside
+    with the reason instead of leaving it unexplained; their targets are never read.
+    """
     files = {}
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.is_file(follow_symlinks=False) and is_candidate(entry.name):
+            if (entry.is_file(follow_symlinks=False) or entry.is_symlink()) and is_candidate(entry.name):
                 stat = entry.stat(follow_symlinks=False)
                 files[entry.name] = (stat.st_size, stat.st_mtime)
     return files

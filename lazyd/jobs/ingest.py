@@ -7,10 +7,12 @@ threads, and a rejected file leaves nothing behind: no row, no file.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,21 +68,53 @@ async def store_stream(read: Callable[[], Awaitable[bytes]], directory: Path, fi
     return StoredFile(path, digest.hexdigest(), size, filename)
 
 
-def copy_file(source: Path, directory: Path) -> StoredFile:
-    """Copy ``source`` into ``directory`` under a new name, hashing it on the way. Blocking: use a thread."""
-    path = _new_audio_path(directory, source.name)
-    digest, size = hashlib.sha256(), 0
-    try:
-        with open(source, "rb") as reader, open(path, "xb") as writer:
-            while piece := reader.read(WRITE_BATCH):
-                digest.update(piece)
-                writer.write(piece)
-                size += len(piece)
-            _durable(writer)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+class NotARegularFile(OSError):
+    """What lies under a name is a symbolic link, a folder, a device or a FIFO: never read through it."""
+
+
+def copy_file(source: Path, directory: Path, max_bytes: int) -> StoredFile:
+    """Copy ``source`` into ``directory`` under a new name, hashing it on the way. Blocking: use a thread.
+
+    The source is opened once, without following a symbolic link, and checked and read through that one
+    descriptor: a name swapped for a link (or anything but a regular file) between a listing and the copy
+    is refused, and the size checked is the size of what is read.
+    """
+    with _open_regular_file(source) as reader:
+        if (size := os.fstat(reader.fileno()).st_size) > max_bytes:
+            raise UploadTooLarge(max_bytes)
+        path = _new_audio_path(directory, source.name)
+        digest, size = hashlib.sha256(), 0
+        try:
+            with open(path, "xb") as writer:
+                while piece := reader.read(WRITE_BATCH):
+                    size += len(piece)
+                    if size > max_bytes:  # it grew after the check
+                        raise UploadTooLarge(max_bytes)
+                    digest.update(piece)
+                    writer.write(piece)
+                _durable(writer)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
     return StoredFile(path, digest.hexdigest(), size, source.name)
+
+
+def _open_regular_file(path: Path) -> Any:
+    """``path`` opened for reading if it is a regular file itself (not a link to one).
+
+    ``O_NONBLOCK`` keeps a FIFO put in its place from blocking the open until a writer appears.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise NotARegularFile(errno.ELOOP, "it is a symbolic link, which the inbox does not follow",
+                                  str(path)) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotARegularFile(errno.EINVAL, "it is not a regular file", str(path))
+    return os.fdopen(fd, "rb")
 
 
 def _new_audio_path(directory: Path, filename: str) -> Path:
