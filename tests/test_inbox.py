@@ -502,11 +502,11 @@ async def test_a_delivery_that_fails_is_retried_and_holds_up_no_other_file(start
     failures = []
     real_write = lazyd.inbox.delivery.write_atomically
 
-    def write_atomically(path, body):
+    def write_atomically(path, body, *mode):
         if path.name.startswith("first") and "second.srt" not in folders.outputs():
             failures.append(path.name)
             raise OSError(28, "No space left on device", str(path))
-        return real_write(path, body)
+        return real_write(path, body, *mode)
 
     monkeypatch.setattr(lazyd.inbox.delivery, "write_atomically", write_atomically)
     await start()
@@ -578,6 +578,59 @@ async def test_recordings_that_share_a_name_but_not_an_extension_keep_their_own_
     texts = {(folders.outbox / name).read_text() for name in folders.outputs() if name.endswith(".txt")}
     assert texts == {expected_text([300, 400]), expected_text([700, 800])}
     assert "talk.wav.txt" in folders.outputs() or "talk.flac.txt" in folders.outputs()
+
+
+async def test_recordings_whose_names_would_share_an_outbox_name_each_keep_their_own(start, folders, control):
+    """y.wav and y.wav.ogg both used to become y.wav.txt; each stem is now checked against every one taken."""
+    await start()
+    recordings = {"y.wav": [300, 400], "y.mp3": [500, 600], "y.wav.ogg": [700, 800]}
+    for name, freqs in recordings.items():
+        tones_file(folders.inbox / name, freqs)
+    await wait_until(lambda: len(list((folders.inbox / "done").iterdir())) == 3)
+    texts = sorted((folders.outbox / name).read_text() for name in folders.outputs() if name.endswith(".txt"))
+    assert texts == sorted(expected_text(freqs) for freqs in recordings.values())
+    stems = {row.name: row.outbox_stem for row in await InboxFile._meta.database.list(InboxFile.select())}
+    assert len(set(stems.values())) == 3 and stems["y.wav.ogg"] in ("y.wav", "y.wav.ogg")
+
+
+async def test_a_name_at_the_file_system_limit_is_delivered_and_set_aside_with_shortened_names(
+        start, folders, control):
+    """A 255-byte name gets transcripts and error notes that fit: the suffix replaces the end of the name."""
+    await start(formats=("txt", "docx"))
+    spoken, unusable = "n" * 251 + ".wav", "m" * 251 + ".wav"
+    tones_file(folders.inbox / spoken, [300, 400])
+    (folders.inbox / unusable).write_bytes(b"not audio at all")
+    await wait_until(lambda: len(folders.outputs()) == 2 and (folders.inbox / "done" / spoken).exists())
+    assert all(len(name.encode()) <= 255 for name in folders.outputs())
+    [text] = [name for name in folders.outputs() if name.endswith(".txt")]
+    assert text.startswith("n" * 200) and (folders.outbox / text).read_text() == expected_text([300, 400])
+    [note] = [path for path in (folders.inbox / "failed").iterdir() if path.name.endswith(".error.txt")]
+    assert note.name.startswith("m" * 200) and "not" in note.read_text()
+    assert (folders.inbox / "failed" / unusable).exists() and calls(control) == 1
+
+
+async def test_a_delivery_that_keeps_failing_is_logged_once_and_set_aside_after_its_tries(
+        start, folders, control, monkeypatch, caplog):
+    import lazyd.inbox.delivery
+
+    real_write = lazyd.inbox.delivery.write_atomically
+
+    def write_atomically(path, body, *mode):
+        if path.parent == folders.outbox.resolve() and path.name.startswith("doomed"):
+            raise OSError(28, "No space left on device", str(path))
+        return real_write(path, body, *mode)
+
+    monkeypatch.setattr(lazyd.inbox.delivery, "write_atomically", write_atomically)
+    monkeypatch.setattr(lazyd.inbox.delivery, "DELIVERY_TRIES", 3)
+    await start()
+    tones_file(folders.inbox / "doomed.wav", [300, 400])
+    note = folders.inbox / "failed" / "doomed.wav.error.txt"
+    await wait_until(note.exists)
+    assert "could not be delivered (3 tries)" in note.read_text() and "No space left" in note.read_text()
+    warnings = [record for record in caplog.records if "could not deliver doomed.wav" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].exc_info is not None
+    [row] = await InboxFile._meta.database.list(InboxFile.select())
+    assert row.status == "failed" and (await transcriptions())[0].current_state == "completed"
 
 
 async def test_the_owner_of_an_inbox_cannot_delete_their_account(start, folders):

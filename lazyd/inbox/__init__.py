@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,12 @@ def check_inbox(spec: InboxConfig, exporters: ExporterSet) -> None:
                          f"(got {spec.scan_secs:g} and {spec.settle_secs:g})")
 
 
+def _sharing_outbox(spec: InboxConfig, daemon: Daemon) -> list[str]:
+    """The folders of every inbox whose transcripts go into the same outbox as ``spec``'s."""
+    outbox = os.path.abspath(spec.outbox)
+    return [str(other.folder) for other in daemon.config.inbox if os.path.abspath(other.outbox) == outbox]
+
+
 class Inbox:
     """One watched folder of ``owner``'s, whose jobs go through ``daemon``."""
 
@@ -66,7 +73,7 @@ class Inbox:
         self.folder = spec.folder
         self.owner = owner
         self.intake = Intake(spec, owner, daemon, self.poke)
-        self.delivery = Delivery(spec, daemon.store, daemon.registry.exporters)
+        self.delivery = Delivery(spec, daemon.store, daemon.registry.exporters, _sharing_outbox(spec, daemon))
         self.outbox = self.delivery.outbox
         self.mode = ""
         """How the folder is watched, in words (for ``/health``); "" until it is."""

@@ -141,10 +141,17 @@ def _v3_inbox_files(db: peewee.Database) -> None:
     db.create_tables([InboxFile])
 
 
+def _v4_inbox_outbox_names(db: peewee.Database) -> None:
+    """The name a taken file's transcripts get in the outbox, chosen once so that no two files share one."""
+    migrator = SchemaMigrator.from_database(db)
+    migrate(migrator.add_column("inbox_files", "outbox_stem", peewee.CharField(max_length=512, default="")))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
     Migration(3, "inbox files", _v3_inbox_files),
+    Migration(4, "inbox files: the outbox name each one's transcripts get", _v4_inbox_outbox_names),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -103,6 +103,8 @@ class InboxFile(BaseModel):
                                            backref="inbox_files", on_delete="SET NULL")
     status = peewee.CharField(max_length=16, index=True)
     error = peewee.TextField(default="")
+    outbox_stem = peewee.CharField(max_length=512, default="")
+    """What its transcripts are called in the outbox (before the format's suffix); "" until delivered."""
 
     class Meta:
         table_name = "inbox_files"
