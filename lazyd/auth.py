@@ -18,6 +18,7 @@ from typing import Any
 import bcrypt
 import jwt
 
+from .files import make_private_dir
 from .validation import ID_RANGE, int_range_problem
 
 ALGORITHM = "HS256"
@@ -147,7 +148,7 @@ def load_or_create_secret(path: Path) -> str:
         return path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(path.parent)
     draft = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as stream:

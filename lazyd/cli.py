@@ -8,6 +8,7 @@ import dataclasses
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,6 +22,7 @@ from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
+from .files import make_private_dir
 from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
 from .options import OptionSpec, from_text, option_specs, overrides_from
@@ -155,7 +157,13 @@ def configure_logging(config: Config) -> None:
 
 # --- serve -------------------------------------------------------------------------------------------------
 
+DAEMON_UMASK = 0o077
+"""Whatever the daemon, its workers or a plugin create is private unless made otherwise on purpose (the
+outbox's transcripts are, see :data:`lazyd.inbox.delivery.OUTBOX_FILE_MODE`)."""
+
+
 def cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    os.umask(DAEMON_UMASK)
     server = dataclasses.replace(config.server, host=args.host or config.server.host,
                                  port=config.server.port if args.port is None else args.port)
     asyncio.run(serve(dataclasses.replace(config, server=server)))
@@ -371,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(getattr(args, "config", None), data_dir=getattr(args, "data_dir", None))
         configure_logging(config)
         if args.run is not cmd_check_config:
-            config.data_path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dir(config.data_path)
         return args.run(config, args)
     except (CliError, ConfigError, StoreError, SchemaTooNew, PluginError, InboxError, users.UserExists) as error:
         return _fail(str(error))

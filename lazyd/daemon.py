@@ -22,7 +22,7 @@ import peewee
 
 from .aio import stop_task
 from .config import Config
-from .files import remove_files
+from .files import make_private, remove_files
 from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import worker_setup
 from .jobs.events import Event, EventHub
@@ -32,7 +32,7 @@ from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, Transitio
 from .jobs.transcripts import one_transcription_json
 from .options import JobOverrides, stored_options
 from .registry import PluginError, Registry
-from .store import Store, Transcription, User
+from .store import Store, Transcription, User, sqlite_files, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class Daemon:
     # -- starting and stopping ----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Daemon:
+        await self._keep_files_private()
         database = self.config.database
         self._store = await Store.open(self.config.database_url, pool_size=database.pool_size,
                                        timeout_s=database.connect_timeout_s)
@@ -150,6 +151,17 @@ class Daemon:
         self._tasks.clear()
         if self._store is not None:
             await self._store.close()
+
+    async def _keep_files_private(self) -> None:
+        """The database, recordings and secrets are the daemon's alone; an older install's are made so."""
+        config = self.config
+        files = [config.data_path]
+        if (database := sqlite_path(config.database_url)) is not None:
+            files += sqlite_files(database)
+        changed = await asyncio.to_thread(make_private, files, [config.audio_path, config.data_path / "secrets"])
+        if changed:
+            log.warning("%d file(s) of lazyd's could be read by other users; they are private now (%s%s)",
+                        len(changed), ", ".join(map(str, changed[:3])), ", ..." if len(changed) > 3 else "")
 
     async def _make_inboxes(self) -> list[Inbox]:
         """One watcher per ``[[inbox]]``. An entry whose owner does not exist is that inbox's problem alone:

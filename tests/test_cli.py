@@ -123,6 +123,13 @@ def test_serve_logs_where_it_listens_and_stops_on_sigterm(tmp_path):
     assert "hunter2" not in log, "a secret reached the log"
 
 
+def test_serve_runs_under_a_private_umask(daemon):
+    """Files a plugin or a worker creates are private too (issue 17, finding 8)."""
+    process, _port = daemon
+    status = Path(f"/proc/{process.pid}/status").read_text()
+    assert "Umask:\t0077" in status
+
+
 async def test_a_user_added_while_the_daemon_runs_can_log_in(daemon, tmp_path):
     process, port = daemon
     added = lazyd("user", "add", "alice", "--password-stdin", data_dir=tmp_path, stdin=PASSWORD)

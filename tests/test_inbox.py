@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import threading
 import time
 from pathlib import Path
@@ -631,6 +632,18 @@ async def test_a_delivery_that_keeps_failing_is_logged_once_and_set_aside_after_
     assert len(warnings) == 1 and warnings[0].exc_info is not None
     [row] = await InboxFile._meta.database.list(InboxFile.select())
     assert row.status == "failed" and (await transcriptions())[0].current_state == "completed"
+
+
+async def test_outbox_transcripts_stay_readable_under_the_daemons_private_umask(start, folders, control):
+    """The data directory is the daemon's alone; the transcripts are for the people using the folders."""
+    await start()
+    previous = os.umask(0o077)
+    try:
+        tones_file(folders.inbox / "talk.wav", [300, 400])
+        await wait_until(lambda: {"talk.txt", "talk.srt"} <= folders.outputs())
+    finally:
+        os.umask(previous)
+    assert {oct(stat.S_IMODE((folders.outbox / name).stat().st_mode)) for name in folders.outputs()} == {"0o644"}
 
 
 async def test_the_owner_of_an_inbox_cannot_delete_their_account(start, folders):

@@ -20,7 +20,7 @@ from typing import Any
 
 from ..audio import AudioError, AudioInfo, plan_chunks, probe
 from ..config import Config, InboxConfig
-from ..files import remove_files
+from ..files import create_private, make_private_dir, remove_files
 from ..store import Transcription
 from .states import JobStates, Quota
 
@@ -49,7 +49,7 @@ async def store_stream(read: Callable[[], Awaitable[bytes]], directory: Path, fi
     """Write what ``read`` yields (until it yields ``b""``) to a new file in ``directory``, hashing it."""
     path = await asyncio.to_thread(_new_audio_path, directory, filename)
     digest, size = hashlib.sha256(), 0
-    stream = await asyncio.to_thread(open, path, "xb")
+    stream = await asyncio.to_thread(create_private, path)
     try:
         pending = bytearray()
         while piece := await read():
@@ -85,7 +85,7 @@ def copy_file(source: Path, directory: Path, max_bytes: int) -> StoredFile:
         path = _new_audio_path(directory, source.name)
         digest, size = hashlib.sha256(), 0
         try:
-            with open(path, "xb") as writer:
+            with create_private(path) as writer:
                 while piece := reader.read(WRITE_BATCH):
                     size += len(piece)
                     if size > max_bytes:  # it grew after the check
@@ -119,7 +119,7 @@ def _open_regular_file(path: Path) -> Any:
 
 def _new_audio_path(directory: Path, filename: str) -> Path:
     """A fresh, unguessable name in ``directory`` (created private), keeping a plain extension."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private_dir(directory)
     return directory / f"{secrets.token_hex(12)}{_safe_suffix(filename)}"
 
 

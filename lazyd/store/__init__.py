@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import peewee
 from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
 from ..config import mask_url_password
+from ..files import PRIVATE_FILE_MODE, make_private_dir
 from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
 from .models import INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
 
@@ -120,11 +122,25 @@ class Store:
             return False
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URL; ``None`` for any other URL."""
+    return Path(url.removeprefix("sqlite://")) if url.startswith("sqlite:///") else None
+
+
+def sqlite_files(path: Path) -> list[Path]:
+    """The database file and the journal files SQLite keeps beside it."""
+    return [path, *(path.with_name(path.name + ending) for ending in ("-wal", "-shm", "-journal"))]
+
+
 def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> peewee.Database:
-    """An async peewee database for ``sqlite:///path`` or ``postgresql://...``; nothing is opened yet."""
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
+    """An async peewee database for ``sqlite:///path`` or ``postgresql://...``; nothing is opened yet.
+
+    A new SQLite file is created private (0600) before SQLite opens it: its ``-wal`` and ``-shm`` files
+    take the database file's permissions.
+    """
+    if (path := sqlite_path(url)) is not None:
+        make_private_dir(path.parent)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, PRIVATE_FILE_MODE))
         return AsyncSqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, pool_size=pool_size, timeout=timeout_s)
     if url.startswith(("postgresql://", "postgres://")):
         return AsyncPostgresqlDatabase(url, pool_size=pool_size, acquire_timeout=timeout_s)
@@ -146,5 +162,7 @@ __all__ = [
     "TranscriptionChunk",
     "User",
     "connect_database",
+    "sqlite_files",
+    "sqlite_path",
     "utcnow",
 ]
