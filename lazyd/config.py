@@ -42,6 +42,7 @@ class ServerConfig:
     port: int = 8000
     max_json_body_kb: int = 1024
     trusted_origins: tuple[str, ...] = ()
+    body_idle_timeout_secs: float = 60.0
 
 
 @dataclass(frozen=True)

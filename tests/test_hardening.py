@@ -3,6 +3,8 @@ test failed on main before its fix. The inbox, file-mode and WebSocket findings 
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import datetime, timedelta, timezone
 
 import jwt
@@ -10,6 +12,7 @@ import pytest
 
 from lazyd.store import User
 from lazyd.web.keys import TOKENS
+from world import snapshot
 
 
 async def _signed(client, **claims: object) -> dict[str, str]:
@@ -139,3 +142,48 @@ async def test_a_streamed_export_carries_a_request_id_and_nosniff(client, accoun
     assert response.status == 200 and "heat engines" in await response.text()
     assert response.headers["X-Request-ID"]
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+# -- 9. a stalled body ----------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def config(make_config, database_url):
+    """A short idle limit for request bodies, so that a stall is seen in a second."""
+    return make_config(database_url, {"server": {"body_idle_timeout_secs": 1.0}})
+
+
+async def _send_and_stall(client, head: str, body_start: bytes) -> tuple[bytes, float]:
+    """Send the request line, headers and part of the body, then nothing: the answer, and how long it took."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    started = time.monotonic()
+    writer.write(head.encode("latin-1") + b"\r\n" + body_start)
+    await writer.drain()
+    try:
+        async with asyncio.timeout(30):
+            answer = await reader.readuntil(b"}")
+            took = time.monotonic() - started
+    finally:
+        writer.close()
+    return answer, took
+
+
+async def test_an_upload_that_stalls_halfway_is_a_408_and_leaves_no_file(client, accounts, config):
+    headers = await accounts.headers("alice", can_interact=True)
+    boundary = "stall"
+    body_start = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"audiofile\"; filename=\"talk.wav\"\r\n"
+                  "Content-Type: audio/wav\r\n\r\n").encode() + b"RIFF" + b"\0" * 100_000
+    head = (f"POST /upload-audiofile HTTP/1.1\r\nHost: localhost\r\nAuthorization: {headers['Authorization']}\r\n"
+            f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: 5000000\r\n")
+    before = await snapshot(config.data_path)
+    answer, took = await _send_and_stall(client, head, body_start)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"detail": "The request body stalled: nothing arrived for 1 s"' in answer
+    assert took < 5
+    assert await snapshot(config.data_path) == before  # no row, and the partly written file is gone
+
+
+async def test_a_json_body_that_stalls_is_a_408(client):
+    head = ("POST /auth/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+            "Content-Length: 500\r\n")
+    answer, _took = await _send_and_stall(client, head, b'{"username": "ali')
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]

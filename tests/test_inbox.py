@@ -468,15 +468,19 @@ def test_the_copy_reads_what_was_opened_and_checked_never_what_the_name_points_t
     source.parent.mkdir()
     real_open = os.open
 
-    def swap_then_open(path, flags, *args):
-        Path(path).unlink()
-        Path(path).symlink_to(outside)
+    def swap_source():
+        source.unlink()
+        source.symlink_to(outside)
+
+    def swap_then_open(path, flags, *args):  # os.open is patched for everyone: only the source is swapped
+        if Path(path) == source:
+            swap_source()
         return real_open(path, flags, *args)
 
     def open_then_swap(path, flags, *args):
         fd = real_open(path, flags, *args)
-        Path(path).unlink()
-        Path(path).symlink_to(outside)
+        if Path(path) == source:
+            swap_source()
         return fd
 
     source.write_bytes(b"mine")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
 from ..validation import INT64_MAX, Field, fail, parse_json, parse_object, query_int
 from .errors import ApiError
+from .keys import CONFIG
+
+T = TypeVar("T")
 
 PARSE_IN_THREAD_BYTES = 64 * 1024
 """Bodies larger than this are decoded in a thread: a hostile one of a megabyte takes a few hundred ms."""
@@ -22,7 +26,7 @@ async def json_body(request: web.Request) -> Any:
     413 when it is larger than ``[server] max_json_body_kb``; 400, as the seed answered, when it is not
     UTF-8 text at all; 422 ``json_invalid`` when it is text but not JSON within lazyd's limits.
     """
-    raw = await request.read()
+    raw = await arrives_in_time(request, request.read())
     if not raw.strip():
         raise fail(("body",), "Field required", "missing")
     try:
@@ -32,6 +36,18 @@ async def json_body(request: web.Request) -> Any:
     if len(raw) > PARSE_IN_THREAD_BYTES:
         return await asyncio.to_thread(parse_json, text)
     return parse_json(text)
+
+
+async def arrives_in_time(request: web.Request, reading: Awaitable[T]) -> T:
+    """What ``reading`` (a piece of ``request``'s body) gives, or 408 when nothing comes for
+    ``[server] body_idle_timeout_secs``: a client that sends half a body and stalls must not hold the
+    connection and a partly written file for ever. A slow but steady upload is not cut off."""
+    timeout_s = request.app[CONFIG].server.body_idle_timeout_secs
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await reading
+    except TimeoutError:
+        raise ApiError(408, f"The request body stalled: nothing arrived for {timeout_s:g} s") from None
 
 
 async def json_object(request: web.Request, *fields: Field) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from ..jobs.transcripts import all_segments_json, one_transcription_json, transc
 from ..options import from_text, option_specs, overrides_from
 from ..store import Transcription, TranscriptionChunk
 from ..validation import INT64_MAX, Field, ValidationFailed, fail, parse_object, problem
-from .body import pagination
+from .body import arrives_in_time, pagination
 from .errors import ApiError, conflict
 from .keys import CONFIG, DAEMON
 from .security import current_user, owned_transcription
@@ -130,13 +130,13 @@ async def _receive(request: web.Request, daemon: Daemon, limit: int) -> tuple[St
     try:
         with _malformed_body_is_a_400():
             reader = await request.multipart()
-            while (part := await reader.next()) is not None:
+            while (part := await arrives_in_time(request, reader.next())) is not None:
                 if not isinstance(part, BodyPartReader):
                     continue
                 if part.name == UPLOAD_FIELD and stored is None:
-                    stored = await _store_part(daemon, part, limit)
+                    stored = await _store_part(request, daemon, part, limit)
                 elif part.name in {field.name for field in OPTION_FIELDS}:
-                    raw_options[part.name] = await _small_text(part)
+                    raw_options[part.name] = await _small_text(request, part)
         if stored is None:
             raise _missing_file()
         if stored.size == 0:
@@ -164,10 +164,10 @@ def _malformed_body_is_a_400() -> Iterator[None]:
                             f"({reason.strip()})") from None
 
 
-async def _small_text(part: BodyPartReader, limit: int = OPTION_BYTES) -> str:
+async def _small_text(request: web.Request, part: BodyPartReader, limit: int = OPTION_BYTES) -> str:
     """An option field's text, read in bounded memory: a field larger than ``limit`` is refused."""
     data = bytearray()
-    while chunk := await part.read_chunk(4096):
+    while chunk := await arrives_in_time(request, part.read_chunk(4096)):
         data += chunk
         if len(data) > limit:
             raise fail(("body", part.name), f"Value error, {part.name} is longer than {limit} bytes", "value_error")
@@ -177,9 +177,10 @@ async def _small_text(part: BodyPartReader, limit: int = OPTION_BYTES) -> str:
         raise fail(("body", part.name), "Input should be valid UTF-8 text", "string_unicode") from None
 
 
-async def _store_part(daemon: Daemon, part: BodyPartReader, limit: int) -> StoredFile:
+async def _store_part(request: web.Request, daemon: Daemon, part: BodyPartReader, limit: int) -> StoredFile:
     try:
-        return await daemon.receive(part.read_chunk, part.filename or "upload", limit)
+        return await daemon.receive(lambda: arrives_in_time(request, part.read_chunk()), part.filename or "upload",
+                                    limit)
     except UploadTooLarge as error:
         raise ApiError(413, str(error)) from None
 
