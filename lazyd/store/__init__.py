@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
+import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +47,8 @@ class Store:
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 10, timeout_s: float = 10.0, migrate: bool = True) -> Store:
         store = cls(connect_database(url, pool_size=pool_size, timeout_s=timeout_s), url)
+        if (path := sqlite_path(url)) is not None:
+            await asyncio.to_thread(_switch_to_wal, path, timeout_s)
         store.db.bind(MODELS)
         if migrate:
             try:
@@ -130,6 +135,26 @@ def sqlite_path(url: str) -> Path | None:
 def sqlite_files(path: Path) -> list[Path]:
     """The database file and the journal files SQLite keeps beside it."""
     return [path, *(path.with_name(path.name + ending) for ending in ("-wal", "-shm", "-journal"))]
+
+
+def _switch_to_wal(path: Path, timeout_s: float) -> None:
+    """Put a SQLite file into WAL mode once, before the pool opens it.
+
+    Switching the journal mode needs an exclusive lock, and SQLite answers "database is locked" at once,
+    without waiting out ``busy_timeout``, when that wait could deadlock: two daemons opening a new
+    database together would see it. So the switch is made here, retried until ``timeout_s``; after it,
+    the pool's own ``journal_mode`` pragma finds WAL already set and takes no lock.
+    """
+    deadline = time.monotonic() + timeout_s
+    with closing(sqlite3.connect(path, timeout=timeout_s)) as connection:
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode = wal")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 def connect_database(url: str, *, pool_size: int = 10, timeout_s: float = 10.0) -> peewee.Database:
