@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -12,14 +13,25 @@ from lazyd.web.keys import DAEMON
 
 
 def test_events_are_numbered_and_replayed_per_user():
+    """Each user has their own sequence: a number tells nothing of other users' activity."""
     hub = EventHub()
     first = hub.publish(1, "state", transcription_id=5, state="queued")
-    hub.publish(2, "state", transcription_id=6, state="queued")
-    third = hub.publish(1, "progress", transcription_id=5, done_secs=3.0)
-    assert (first.seq, third.seq) == (1, 3)
-    assert [event.seq for event in hub.missed(1, hub.stream, 0)] == [1, 3]
-    assert [event.seq for event in hub.missed(1, hub.stream, 1)] == [3]
-    assert hub.missed(1, hub.stream, 3) == []
+    others = hub.publish(2, "state", transcription_id=6, state="queued")
+    second = hub.publish(1, "progress", transcription_id=5, done_secs=3.0)
+    assert (first.seq, others.seq, second.seq) == (1, 1, 2)
+    assert (hub.last_seq(1), hub.last_seq(2), hub.last_seq(3)) == (2, 1, 0)
+    assert [event.seq for event in hub.missed(1, hub.stream, 0)] == [1, 2]
+    assert [event.seq for event in hub.missed(1, hub.stream, 1)] == [2]
+    assert hub.missed(1, hub.stream, 2) == []
+    assert hub.missed(2, hub.stream, 2) is None  # a number from another user's stream is not theirs to replay
+
+
+def test_one_users_burst_does_not_push_anothers_events_out_of_the_replay_buffer():
+    hub = EventHub(capacity=2)
+    kept = hub.publish(1, "state", transcription_id=5, state="queued")
+    for n in range(5):
+        hub.publish(2, "progress", done_secs=n)
+    assert hub.missed(1, hub.stream, 0) == [kept]
 
 
 def test_replay_is_refused_when_the_events_are_gone_or_the_stream_changed():
@@ -55,11 +67,38 @@ async def test_the_socket_needs_a_valid_token(client):
     assert forged.value.status == 401
 
 
-async def test_a_foreign_origin_is_refused(client, accounts):
+@pytest.fixture
+def config(make_config, database_url):
+    return make_config(database_url, {"server": {"trusted_origins": ["https://lectures.example"]}})
+
+
+@pytest.mark.parametrize("origin", [
+    "https://evil.example",
+    "http://evil.example",  # sent with Host: evil.example, as a DNS-rebinding page would
+    "https://127.0.0.1:{port}",  # the right host and port with the wrong scheme
+    "http://127.0.0.1:1",
+    "http://lectures.example",  # trusted only over https
+    "null",
+    "http://[::1",
+])
+async def test_a_foreign_origin_is_refused(client, accounts, origin):
     headers = await accounts.headers("alice")
+    origin = origin.format(port=client.port)
+    host = urlsplit(origin).netloc if origin.startswith("http://evil") else f"{client.host}:{client.port}"
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await _connect(client, "/ws", headers={**headers, "Origin": "https://evil.example"})
+        await _connect(client, "/ws", headers={**headers, "Origin": origin, "Host": host})
     assert refused.value.status == 403
+
+
+@pytest.mark.parametrize("origin", [
+    "http://127.0.0.1:{port}", "http://localhost:{port}", "HTTP://LOCALHOST:{port}", "http://[::1]:{port}",
+    "https://lectures.example", "https://lectures.example:443",
+])
+async def test_the_servers_own_and_trusted_origins_are_let_in(client, accounts, origin):
+    headers = await accounts.headers("alice")
+    ws = await _connect(client, "/ws", headers={**headers, "Origin": origin.format(port=client.port)})
+    assert (await ws.receive_json(timeout=5))["type"] == "hello"
+    await ws.close()
 
 
 async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accounts):
@@ -68,10 +107,11 @@ async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accoun
     alice_id = (await (await client.get("/auth/info", headers=alice)).json())["id"]
     token = alice["Authorization"].split()[1]
     hub = client.app[DAEMON].events
+    hub.publish(bob.id, "state", transcription_id=1, state="queued")
     ws = await _connect(client, f"/ws?token={token}", headers={"Origin": f"http://{client.host}:{client.port}"})
     hello = await ws.receive_json()
-    assert hello["type"] == "hello" and hello["stream"] == hub.stream
-    hub.publish(bob.id, "state", transcription_id=1, state="queued")
+    assert hello == {"type": "hello", "stream": hub.stream, "seq": 0}  # bob's activity does not show
+    hub.publish(bob.id, "state", transcription_id=1, state="running")
     mine = hub.publish(alice_id, "state", transcription_id=2, state="queued")
     event = await ws.receive_json(timeout=5)
     assert (event["seq"], event["transcription_id"], event["type"]) == (mine.seq, 2, "state")

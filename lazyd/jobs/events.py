@@ -1,8 +1,9 @@
 """Live events for WebSocket clients: per-user delivery, sequence numbers and replay after a reconnect.
 
-Every event gets the next number of this daemon's stream. The last ``capacity`` events are kept, so a
-client that reconnects with the last number it saw gets exactly what it missed; when that is no longer
-available (or the stream changed because the daemon restarted) it is told to resynchronise instead.
+Every event gets the next number of its user's sequence in this daemon's stream: numbers say nothing
+about other users' activity. The last ``capacity`` events of each user are kept, so a client that
+reconnects with the last number it saw gets exactly what it missed; when that is no longer available (or
+the stream changed because the daemon restarted) it is told to resynchronise instead.
 """
 
 from __future__ import annotations
@@ -31,23 +32,24 @@ class Event:
 
 
 class EventHub:
-    """In-process publish/subscribe with a bounded replay buffer."""
+    """In-process publish/subscribe with a bounded replay buffer per user."""
 
     def __init__(self, capacity: int = 10_000, queue_size: int = 1_000) -> None:
         self.stream = secrets.token_hex(6)
-        self._seq = 0
-        self._recent: deque[Event] = deque(maxlen=capacity)
+        self._capacity = capacity
+        self._last_seq: dict[int, int] = {}
+        self._recent: dict[int, deque[Event]] = {}
         self._queue_size = queue_size
         self._subscribers: dict[int, set[asyncio.Queue[Event | None]]] = {}
 
-    @property
-    def last_seq(self) -> int:
-        return self._seq
+    def last_seq(self, user_id: int) -> int:
+        """The number of the user's latest event, 0 before their first."""
+        return self._last_seq.get(user_id, 0)
 
     def publish(self, user_id: int, type_: str, **data: Any) -> Event:
-        self._seq += 1
-        event = Event(self._seq, user_id, type_, data)
-        self._recent.append(event)
+        seq = self._last_seq[user_id] = self.last_seq(user_id) + 1
+        event = Event(seq, user_id, type_, data)
+        self._recent.setdefault(user_id, deque(maxlen=self._capacity)).append(event)
         for queue in list(self._subscribers.get(user_id, ())):
             self._deliver(queue, event)
         return event
@@ -79,9 +81,11 @@ class EventHub:
 
     def missed(self, user_id: int, stream: str, since: int) -> list[Event] | None:
         """The user's events after ``since`` in ``stream``, or ``None`` when they cannot all be replayed."""
-        if stream != self.stream or since > self._seq:
+        last = self.last_seq(user_id)
+        if stream != self.stream or since > last:
             return None
-        oldest = self._recent[0].seq if self._recent else self._seq + 1
+        recent = self._recent.get(user_id, ())
+        oldest = recent[0].seq if recent else last + 1
         if since + 1 < oldest:
             return None
-        return [event for event in self._recent if event.seq > since and event.user_id == user_id]
+        return [event for event in recent if event.seq > since]

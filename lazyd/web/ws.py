@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -37,14 +39,53 @@ ACCESS_RECHECK_SECS = 10.0
 log = logging.getLogger(__name__)
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def origin_allowed(request: web.Request) -> bool:
-    """Same origin as the request's host, or listed in ``server.trusted_origins``; no header = not a browser."""
+    """A browser's ``Origin`` (scheme, host and port) must be one of ``server.trusted_origins`` or the
+    address this connection reached: the local address of its socket, this machine's host name, and the
+    loopback names when that address is a loopback one. The ``Host`` header is the client's to choose
+    (a DNS-rebinding page sends its own), so it never counts. No header: not a browser."""
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    if origin in request.app[CONFIG].server.trusted_origins:
-        return True
-    return urlsplit(origin).netloc == request.host
+    given = _origin_parts(origin)
+    trusted = {_origin_parts(item) for item in request.app[CONFIG].server.trusted_origins}
+    return given is not None and (given in trusted or given in _own_origins(request))
+
+
+def _origin_parts(origin: str) -> tuple[str, str, int] | None:
+    """``(scheme, host, port)`` of an origin, with the scheme's default port filled in; ``None`` if unusable."""
+    try:
+        parts = urlsplit(origin.strip())
+        scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+        port = parts.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        return None
+    return (scheme, host, port) if host and port else None
+
+
+def _own_origins(request: web.Request) -> set[tuple[str, str, int]]:
+    """The origins a page served by this very socket can have (lazyd itself speaks plain HTTP)."""
+    address = request.transport.get_extra_info("sockname") if request.transport else None
+    if not address:
+        return set()
+    host, port = str(address[0]).lower(), int(address[1])
+    names = {host, socket.gethostname().lower()}
+    if _is_loopback(host):
+        names |= LOOPBACK_NAMES
+    return {("http", name, port) for name in names}
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -80,13 +121,10 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 async def _catch_up(ws: web.WebSocketResponse, hub: EventHub, user_id: int, stream: str, since: int | None) -> int:
     """Send the greeting or the replay; return the sequence number the live stream continues after."""
-    if since is None:
-        await ws.send_json({"type": "hello", "stream": hub.stream, "seq": hub.last_seq})
-        return hub.last_seq
-    missed = hub.missed(user_id, stream, since)
-    if missed is None:
-        await ws.send_json({"type": "resync", "stream": hub.stream, "seq": hub.last_seq})
-        return hub.last_seq
+    if since is None or (missed := hub.missed(user_id, stream, since)) is None:
+        last = hub.last_seq(user_id)
+        await ws.send_json({"type": "hello" if since is None else "resync", "stream": hub.stream, "seq": last})
+        return last
     for event in missed:
         await ws.send_json(event.to_json(hub.stream))
     return missed[-1].seq if missed else since
