@@ -31,6 +31,7 @@ from .store import SchemaTooNew, Store, StoreError, Transcription
 from .validation import password_problem, username_problem
 from .web import create_app
 from .web.access_log import AccessLogger
+from .web.server import ApiRunner
 from .web.keys import DAEMON
 
 log = logging.getLogger("lazyd")
@@ -173,7 +174,7 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return."""
     stop = _stop_on_signals()
-    runner = web.AppRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger)
+    runner = ApiRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger)
     await runner.setup()
     try:
         await _start_site(runner, config)

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from lazyd import users
 from lazyd.config import AuthConfig, Config, DatabaseConfig, SchedulerConfig
 from lazyd.store import Store, User
 from lazyd.web import create_app
 from lazyd.web.keys import HASHER
+from lazyd.web.server import ApiRunner
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 PASSWORD = "Correct_horse1"
@@ -87,10 +88,17 @@ async def store(database_url: str) -> AsyncIterator[Store]:
     await opened.close()
 
 
+class ApiTestServer(TestServer):
+    """The app behind the runner ``lazyd serve`` uses, so that unparsable requests are answered as there."""
+
+    async def _make_runner(self, **kwargs: object) -> ApiRunner:
+        return ApiRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 async def client(aiohttp_client: Callable, config: Config) -> TestClient:
     """The API without a transcribing scheduler (its tests need no backend)."""
-    return await aiohttp_client(create_app(config))
+    return await aiohttp_client(ApiTestServer(create_app(config)))
 
 
 def fake_sections(control: Path, **scheduler: object) -> dict[str, dict]:

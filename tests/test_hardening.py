@@ -4,6 +4,7 @@ test failed on main before its fix. The inbox, file-mode and WebSocket findings 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -78,6 +79,35 @@ async def test_a_username_differing_only_in_case_is_refused(client, accounts, lo
     assert response.status == 409
     assert await response.json() == {"detail": f"User '{look_alike}' already exists"}
     assert await User._meta.database.count(User.select()) == 1
+
+
+async def test_two_look_alike_registrations_at_the_same_moment_make_one_account(client):
+    """Both pass the check before the insert (the password hash in between takes a while); the database's
+    index on lower(username) refuses the second insert."""
+    answers = await asyncio.gather(*(
+        client.post("/auth/register", json={"username": name, "password": "Correct_horse1"})
+        for name in ("racerone", "RACERONE", "RacerOne")))
+    assert sorted(answer.status for answer in answers) == [201, 409, 409]
+    assert await User._meta.database.count(User.select()) == 1
+
+
+async def test_an_older_database_with_look_alikes_upgrades_and_keeps_both(database_url, caplog):
+    from lazyd.store import Store, connect_database
+    from lazyd.store.migrations import upgrade
+
+    old = connect_database(database_url, pool_size=1)
+    await old.run(upgrade, old, 4)
+    for name in ("adminuser", "ADMINUSER"):
+        await old.aexecute_sql(
+            "INSERT INTO users (username, password, active, role, password_timestamp, can_interact, create_date, "
+            f"update_date) VALUES ('{name}', 'x', TRUE, 'user', 1.0, FALSE, '2024-01-01', '2024-01-01')")
+    await old.close_pool()
+    store = await Store.open(database_url, pool_size=1)
+    try:
+        assert sorted(user.username for user in await store.db.list(User.select())) == ["ADMINUSER", "adminuser"]
+    finally:
+        await store.close()
+    assert "differ only in case exist (adminuser)" in caplog.text
 
 
 @pytest.mark.parametrize("change", [{"role": "user"}, {"active": False}])
@@ -187,3 +217,26 @@ async def test_a_json_body_that_stalls_is_a_408(client):
             "Content-Length: 500\r\n")
     answer, _took = await _send_and_stall(client, head, b'{"username": "ali')
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+
+
+# -- 11. a request aiohttp cannot parse -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("head", "status", "detail"), [
+    ("GET /health HTTP/1.1\r\nHost: localhost\r\nX-Big: " + "a" * 9000 + "\r\n", 431,
+     "The request line or a header is longer than 8190 bytes"),
+    ("GET /" + "a" * 9000 + " HTTP/1.1\r\nHost: localhost\r\n", 431,
+     "The request line or a header is longer than 8190 bytes"),
+    ("GET /health HTTP/1.1\r\nHost: localhost\r\n" + "".join(f"X-{n}: b\r\n" for n in range(200)), 400,
+     "Too many headers received"),
+])
+async def test_a_request_aiohttp_cannot_parse_is_answered_in_the_apis_error_shape(client, head, status, detail):
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    writer.write(head.encode() + b"\r\n")
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    headers, _, body = rest.partition(b"\r\n\r\n")
+    assert int(status_line.split()[1]) == status
+    assert b"Content-Type: application/json" in headers and b"X-Content-Type-Options: nosniff" in headers
+    assert json.loads(body) == {"detail": detail}
+

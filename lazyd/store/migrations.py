@@ -147,11 +147,29 @@ def _v4_inbox_outbox_names(db: peewee.Database) -> None:
     migrate(migrator.add_column("inbox_files", "outbox_stem", peewee.CharField(max_length=512, default="")))
 
 
+USERNAME_ANY_CASE_INDEX = "users_username_any_case"
+
+
+def _v5_usernames_unique_in_any_case(db: peewee.Database) -> None:
+    """One account per name in any mix of case, kept by the database: the check before the insert alone
+    lets two registrations at once both pass. An older database that already holds look-alikes keeps
+    them (renaming accounts is an admin's decision) and goes without the index, with a warning."""
+    look_alikes = db.execute_sql(
+        "SELECT lower(username) FROM users GROUP BY lower(username) HAVING COUNT(*) > 1 ORDER BY 1").fetchall()
+    if look_alikes:
+        log.warning("users whose names differ only in case exist (%s): new look-alikes are still refused, but "
+                    "two registrations at the same moment could add one; rename or delete the duplicates",
+                    ", ".join(row[0] for row in look_alikes))
+        return
+    db.execute_sql(f"CREATE UNIQUE INDEX {USERNAME_ANY_CASE_INDEX} ON users (lower(username))")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
     Migration(3, "inbox files", _v3_inbox_files),
     Migration(4, "inbox files: the outbox name each one's transcripts get", _v4_inbox_outbox_names),
+    Migration(5, "user names unique in any mix of case", _v5_usernames_unique_in_any_case),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
