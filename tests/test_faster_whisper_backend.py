@@ -264,15 +264,41 @@ def test_word_error_rate_normalises_like_the_corpus_readme() -> None:
     assert word_errors("the cat sat on the mat", "the cat sat on a mat today") == (2, 6)
 
 
+def assert_words_spell_the_text(segments: list[Segment]) -> None:
+    """Every segment has words, and they are its text (a word may start without a space: "ill" "-disposed")."""
+    for segment in segments:
+        assert segment.words, segment
+        assert segment.text.replace(" ", "") == "".join(word.word for word in segment.words), segment
+
+
+def test_timing_words_never_changes_the_text(model: FasterWhisperModel, lecture: numpy.ndarray,
+                                             long_lecture: numpy.ndarray) -> None:
+    """Word times come from aligning what was decoded; faster-whisper's own word_timestamps=True moves
+    the next window to the last aligned word and can skip speech."""
+    for audio in (lecture, long_lecture):
+        timed = list(model.transcribe(audio, TranscribeOptions(word_timestamps=True, vad_filter=False)))
+        plain = list(model.transcribe(audio, TranscribeOptions(word_timestamps=False, vad_filter=False)))
+        assert [segment.text for segment in timed] == [segment.text for segment in plain]
+        assert [(segment.avg_logprob, segment.no_speech_prob) for segment in timed] == [
+            (segment.avg_logprob, segment.no_speech_prob) for segment in plain]
+        assert_words_spell_the_text(timed)
+        assert_ordered_within(timed, audio)
+
+
 @pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
 def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWhisperModel) -> None:
+    """Also: on every recording, the text with word times is the text of the plain decode."""
     from faster_whisper import decode_audio
 
     total_edits = total_words = 0
     per_file = []
     for row in corpus.rows():
         audio = decode_audio(str(corpus.CORPUS / row["filename"]))
-        hypothesis = text_of(list(model.transcribe(audio, TranscribeOptions(beam_size=5))))
+        timed = list(model.transcribe(audio, TranscribeOptions(beam_size=5, vad_filter=False)))
+        hypothesis = text_of(list(model.transcribe(audio, TranscribeOptions(beam_size=5, vad_filter=False,
+                                                                            word_timestamps=False))))
+        assert text_of(timed) == hypothesis, row["filename"]
+        assert_words_spell_the_text(timed)
         edits, words = word_errors(row["reference"], hypothesis)
         total_edits, total_words = total_edits + edits, total_words + words
         per_file.append(f"{row['filename']}: {edits}/{words}")

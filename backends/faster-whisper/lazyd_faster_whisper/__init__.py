@@ -17,7 +17,9 @@ from lazyd import Backend, DeviceSupport, LoadedModel, ModelSpec, Segment, Trans
 
 if TYPE_CHECKING:
     import numpy
-    from faster_whisper import BatchedInferencePipeline, WhisperModel
+    from faster_whisper import BatchedInferencePipeline
+
+    from .alignment import WordAligningWhisperModel
     from faster_whisper.transcribe import Segment as WhisperSegment
     from faster_whisper.transcribe import Word as WhisperWord
 
@@ -52,14 +54,14 @@ class FasterWhisperBackend(Backend):
         ``device="auto"`` means CUDA (float16) when CTranslate2 sees a CUDA device, else the CPU (int8);
         an explicit ``device`` or ``compute_type`` wins. ``cpu_threads=0`` means one thread per core.
         """
-        from faster_whisper import WhisperModel
+        from .alignment import WordAligningWhisperModel
 
         location = resolve_model(spec)
         device, compute_type = choose_device(spec)
         threads = spec.cpu_threads or os.cpu_count() or 1
         try:
-            model = WhisperModel(location.path, device=device, device_index=0, compute_type=compute_type,
-                                 cpu_threads=threads)
+            model = WordAligningWhisperModel(location.path, device=device, device_index=0,
+                                             compute_type=compute_type, cpu_threads=threads)
         except (RuntimeError, ValueError, OSError) as error:
             raise RuntimeError(f"faster-whisper cannot load {location.path} on {device} {compute_type}: "
                                f"{error}") from error
@@ -139,7 +141,7 @@ def _cuda_devices() -> tuple[int, str]:
 class FasterWhisperModel(LoadedModel):
     """A loaded WhisperModel, plus a batched pipeline over it made the first time a job asks for one."""
 
-    def __init__(self, model: WhisperModel, label: str, description: str) -> None:
+    def __init__(self, model: WordAligningWhisperModel, label: str, description: str) -> None:
         self.model = model
         self.label = label
         self.description = description
@@ -162,10 +164,26 @@ class FasterWhisperModel(LoadedModel):
         if options.batch_size > 0:
             yield from self._transcribe_batched(audio, options)
             return
-        arguments = self._arguments(options)
-        segments, _info = self.model.transcribe(audio, vad_filter=options.vad_filter, **arguments)
-        for segment in segments:
-            yield to_segment(segment)
+        yield from self._transcribe_sequentially(audio, options)
+
+    def _transcribe_sequentially(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
+        """Decode (only the speech, with ``vad_filter``) without word timestamps, so that timing words
+        cannot move a window and lose speech; the words are timed after each window (:mod:`.alignment`)."""
+        from .speech import in_recording_time, only_speech, speech_timestamps
+
+        stretches = speech_timestamps(audio) if options.vad_filter else None
+        speech = audio if stretches is None else only_speech(audio, stretches)
+        if speech.size == 0:
+            return
+        arguments = self._arguments(options) | {"word_timestamps": False}
+        with self.model.timing_words(options.word_timestamps) as timing:
+            segments, _info = self.model.transcribe(speech, vad_filter=False, **arguments)
+            if options.word_timestamps:
+                segments = (timing.with_words(segment) for segment in segments)
+            if stretches is not None:
+                segments = in_recording_time(segments, stretches)
+            for segment in segments:
+                yield to_segment(segment)
 
     def _transcribe_batched(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
         """Decode the speech chunks Silero VAD finds (up to 30 s each) side by side, ``batch_size`` at once.
