@@ -10,6 +10,7 @@ import pluggy
 from .backend import (
     SAMPLE_RATE,
     Backend,
+    DetectedLanguage,
     DeviceSupport,
     LoadedModel,
     ModelSpec,
@@ -26,6 +27,7 @@ hookimpl = pluggy.HookimplMarker("lazyd")
 __all__ = [
     "SAMPLE_RATE",
     "Backend",
+    "DetectedLanguage",
     "DeviceSupport",
     "ExportOptions",
     "Exporter",

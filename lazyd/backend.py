@@ -7,6 +7,7 @@ the model loaded between jobs. Import heavy libraries inside those methods, not 
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +33,26 @@ class Word:
     probability: float
 
 
+def confidence(avg_logprob: float | None, no_speech_prob: float | None) -> float | None:
+    """How sure the decoder was of a segment, from 0 to 1: the mean probability of its tokens
+    (``exp(avg_logprob)``) times the probability that it is speech at all (``1 - no_speech_prob``).
+    ``None`` when the backend gave neither figure. Clients mark text below about 0.5 as doubtful."""
+    if avg_logprob is None and no_speech_prob is None:
+        return None
+    token_probability = math.exp(avg_logprob) if avg_logprob is not None else 1.0
+    speech_probability = 1.0 - no_speech_prob if no_speech_prob is not None else 1.0
+    return round(min(max(token_probability * speech_probability, 0.0), 1.0), 3)
+
+
+@dataclass(frozen=True)
+class DetectedLanguage:
+    """The language a chunk was decoded in, as the backend detected it (or was told it)."""
+
+    code: str
+    """ISO 639-1, e.g. ``en``."""
+    probability: float
+
+
 @dataclass(frozen=True)
 class Segment:
     """A stretch of recognised speech; times in seconds."""
@@ -42,6 +63,10 @@ class Segment:
     words: tuple[Word, ...] | None = None
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+
+    @property
+    def confidence(self) -> float | None:
+        return confidence(self.avg_logprob, self.no_speech_prob)
 
     def shifted(self, offset: float) -> Segment:
         """The same segment with every time moved by ``offset`` seconds (chunk-relative to absolute)."""
@@ -98,6 +123,11 @@ class LoadedModel(ABC):
         Times are relative to the start of ``audio``. The generator is consumed lazily, so the caller can
         report progress and stop between segments.
         """
+
+    def detected_language(self) -> DetectedLanguage | None:
+        """The language the latest :meth:`transcribe` decoded in, once its segments have been consumed;
+        ``None`` when the backend cannot tell (or there was no speech to tell from)."""
+        return None
 
 
 class Backend(ABC):

@@ -24,6 +24,8 @@ class TranscriptChunk:
     end: float
     text: str
     segments: tuple[Segment, ...] = ()
+    language: str = ""
+    """The language this chunk was decoded in ("" when the backend did not say)."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Transcript:
     state: str
     model: str = ""
     language: str = ""
+    """Detected over most of the audio, or the one the job asked for; "" when unknown."""
+    language_probability: float | None = None
     chunks: tuple[TranscriptChunk, ...] = ()
 
     @property
@@ -88,6 +92,13 @@ class StreamingExporter(Exporter):
 class Paragraph:
     start: float
     text: str
+
+
+def language_label(transcript: Transcript) -> str:
+    """``en`` or, when it was detected, ``en (detected, 97%)``: for the headers of documents."""
+    if transcript.language_probability is None:
+        return transcript.language
+    return f"{transcript.language} (detected, {transcript.language_probability:.0%})"
 
 
 def clock(seconds: float, separator: str = ".", millis: bool = False) -> str:

@@ -7,10 +7,11 @@ lies, never copied or changed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,14 +37,32 @@ async def transcribe_file(config: Config, path: Path, options: Any,
                           on_event: Callable[[Event], None] = lambda event: None) -> LocalResult:
     """Transcribe ``path`` (``options`` a :data:`lazyd.options.JobOverrides`) and return the transcript once
     the job is final."""
+    async with local_daemon(config) as local:
+        return await local.transcribe(path, options, on_event)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalDaemon:
+    daemon: Daemon
+    user_id: int
+
+    async def transcribe(self, path: Path, options: Any,
+                         on_event: Callable[[Event], None] = lambda event: None) -> LocalResult:
+        job = await self.daemon.submit_file(path, creator_id=self.user_id, options=options)
+        final = await self.daemon.wait(job.id, on_event)
+        return LocalResult(await load_transcript(self.daemon.store, final), final.last_error)
+
+
+@contextlib.asynccontextmanager
+async def local_daemon(config: Config) -> AsyncIterator[LocalDaemon]:
+    """The daemon on a throwaway store, for one file or several in turn: the worker stays loaded between
+    them, as under ``lazyd serve`` (the benchmarks rely on that)."""
     registry = load_registry(modules=config.plugins.modules)
     worker_setup(config, registry)  # no backend here: say so now, not after a silent wait
     with tempfile.TemporaryDirectory(prefix="lazyd-") as scratch:
         async with Daemon(_scratch_config(config, Path(scratch)), registry) as daemon:
             user = await User.acreate(username=LOCAL_USER, password="!", password_timestamp=0.0)
-            job = await daemon.submit_file(path, creator_id=user.id, options=options)
-            final = await daemon.wait(job.id, on_event)
-            return LocalResult(await load_transcript(daemon.store, final), final.last_error)
+            yield LocalDaemon(daemon, user.id)
 
 
 def _scratch_config(config: Config, scratch: Path) -> Config:

@@ -88,7 +88,8 @@ class TranscribeOptions(_EmptyIsUnset):
     initial_prompt: str | None = option(None, "text that sets a course's vocabulary and style",
                                         flags=("--initial-prompt", "--prompt"))
     hotwords: str | None = option(None, "words to favour, e.g. \"Carnot entropy adiabatic\"")
-    vad_filter: bool = option(False, "skip what voice activity detection finds silent")
+    vad_filter: bool = option(True, "leave out what voice activity detection finds without speech: long "
+                              "stretches are not decoded, segments inside shorter ones are dropped")
     word_timestamps: bool = option(True, "time every word")
     batch_size: int = option(0, "0 decodes sequentially; above 0, speech segments found by VAD are decoded "
                              "in batches of this size", check=_between(0, 64, "batch_size"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import json
@@ -124,6 +125,7 @@ def test_docx_opens_and_holds_every_segment_in_order(transcript, exporters):
     texts = [paragraph.text for paragraph in document.paragraphs]
     assert texts[0] == "Lecture 3 — Entropy.m4a"
     assert "Duration: 03:00:10" in texts[1] and "faster-whisper tiny.en" in texts[1]
+    assert "Language: en" in texts[1].splitlines()
     body = " ".join(texts[2:])
     position = 0
     for spoken in _spoken(transcript):
@@ -164,3 +166,10 @@ def test_an_empty_transcript_renders_without_error(exporters):
 def test_clock_formats_hours_minutes_seconds(seconds, expected):
     assert clock(seconds) == expected
     assert clock(3725.042, ",", True) == "01:02:05,042"
+
+
+def test_docx_says_a_detected_language_was_detected(transcript, exporters):
+    detected = dataclasses.replace(transcript, language="de", language_probability=0.87)
+    document = docx.Document(io.BytesIO(exporters.get("docx").render(detected, ExportOptions())))
+    assert "Language: de (detected, 87%)" in document.paragraphs[1].text.splitlines()
+

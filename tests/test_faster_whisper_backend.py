@@ -287,7 +287,7 @@ def test_timing_words_never_changes_the_text(model: FasterWhisperModel, lecture:
 
 @pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
 def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWhisperModel) -> None:
-    """Also: on every recording, the text with word times is the text of the plain decode."""
+    """Also: on every recording, the text with word times, and with VAD, is the text of the plain decode."""
     from faster_whisper import decode_audio
 
     total_edits = total_words = 0
@@ -299,6 +299,8 @@ def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWh
                                                                             word_timestamps=False))))
         assert text_of(timed) == hypothesis, row["filename"]
         assert_words_spell_the_text(timed)
+        with_vad = list(model.transcribe(audio, TranscribeOptions(beam_size=5)))  # the defaults: VAD on
+        assert text_of(with_vad) == hypothesis, row["filename"]
         edits, words = word_errors(row["reference"], hypothesis)
         total_edits, total_words = total_edits + edits, total_words + words
         per_file.append(f"{row['filename']}: {edits}/{words}")

@@ -213,6 +213,16 @@ async def test_a_lecture_is_transcribed_in_chunks_cut_in_pauses_and_followed_liv
         for word in segment["words"]:
             assert word["start"] <= word["end"] and word["word"].strip()
             assert not any(word["start"] < cut < word["end"] for cut in cuts), (word, cuts)
+        assert 0.5 < segment["confidence"] <= 1.0, segment  # clear synthetic speech: the decoder is sure
+
+    # The language: tiny.en decodes English, with certainty; each chunk says so, and so does the whole.
+    info = await (await client.get(f"/transcript/info?transcript_id={job_id}", headers=headers)).json()
+    assert (info["language"], info["language_probability"]) == ("en", 1.0)
+    response = await client.get(f"/transcript/export?task_id={job_id}&format=json", headers=headers)
+    exported = await response.json()
+    assert (exported["language"], exported["language_probability"]) == ("en", 1.0)
+    assert [chunk["language"] for chunk in exported["chunks"]] == ["en", "en", "en"]
+    assert all(0.5 < segment["confidence"] <= 1.0 for chunk in exported["chunks"] for segment in chunk["segments"])
 
 
 async def test_a_corpus_recording_is_transcribed_accurately(client, accounts):

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from ..backend import Segment
+from ..backend import DetectedLanguage, Segment, TranscribeOptions
 from ..config import Config
 from ..options import JobOptions, load_options
 from ..store import Transcription, TranscriptionChunk
@@ -189,13 +189,18 @@ class Scheduler:
         await self.states.release(run.job.id, run.owner)
 
     async def _run_chunks(self, run: Run) -> bool:
-        """Every unfinished chunk in order; ``False`` when the job was cancelled or its lease lost."""
+        """Every unfinished chunk in order; ``False`` when the job was cancelled or its lease lost.
+
+        Each chunk is decoded with the end of the chunk before it as context (:func:`with_context`), read
+        back from the database when the job resumes there.
+        """
         job, worker, cancelled = run.job, run.worker, run.cancelled
         done = await self._finished_chunks(job.id)
         options = job_options(self.config, job).decoding()
         pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
         resumed_at = pending[0][1][0] if pending else job.audio_len_secs
         progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
+        previous_text = done.get(pending[0][0] - 1, "") if pending else ""
         for chunk_no, (start, end) in pending:
             if cancelled.is_set():  # a cancel that came between two chunks: do not start the next one
                 return False
@@ -205,11 +210,13 @@ class Scheduler:
                 segments.append(segment.shifted(start))
                 self._publish_segment(job, chunk_no, segments[-1], progress)
 
-            request = ChunkRequest(job.audio_path, start, end, options)
-            if not await worker.transcribe(request, on_segment, cancelled):
+            request = ChunkRequest(job.audio_path, start, end, with_context(options, previous_text))
+            if (finished := await worker.transcribe(request, on_segment, cancelled)) is None:
                 return False
-            if not await self.states.save_chunk(job.id, run.owner, _chunk_result(chunk_no, start, end, segments)):
+            result = _chunk_result(chunk_no, start, end, segments, finished.language)
+            if not await self.states.save_chunk(job.id, run.owner, result):
                 return False
+            previous_text = result.text
         return not cancelled.is_set()
 
     def _publish_segment(self, job: Transcription, chunk_no: int, segment: Segment, progress: Progress) -> None:
@@ -219,10 +226,11 @@ class Scheduler:
         self.events.publish(job.creator_id, "progress", transcription_id=job.id, done_secs=round(done, 2),
                             total_secs=job.audio_len_secs, eta_secs=_rounded(progress.eta(done)))
 
-    async def _finished_chunks(self, job_id: int) -> set[int]:
-        query = TranscriptionChunk.select(TranscriptionChunk.chunk_no).where(
+    async def _finished_chunks(self, job_id: int) -> dict[int, str]:
+        """The text of each finished chunk, by number."""
+        query = TranscriptionChunk.select(TranscriptionChunk.chunk_no, TranscriptionChunk.text).where(
             TranscriptionChunk.transcription == job_id)
-        return {row.chunk_no for row in await self.states.store.list(query)}
+        return {row.chunk_no: row.text for row in await self.states.store.list(query)}
 
     async def _heartbeat(self, run: Run) -> None:
         """Renew the lease; when it is lost (cancelled through any daemon, or taken over), stop the job."""
@@ -242,9 +250,26 @@ class Scheduler:
             return True
 
 
-def _chunk_result(chunk_no: int, start: float, end: float, segments: list[Segment]) -> ChunkResult:
+CONTEXT_WORDS = 40
+"""Words of the previous chunk given as context: about 60 tokens, well within the 224 of Whisper's prompt,
+leaving room for the job's own prompt before them."""
+
+
+def with_context(options: TranscribeOptions, previous_text: str) -> TranscribeOptions:
+    """``options`` for a chunk that follows ``previous_text``: its last words go into the prompt, after the
+    job's own prompt, so that the decoder continues the sentence, the spelling of names and the style
+    across the cut instead of starting cold."""
+    tail = " ".join(previous_text.split()[-CONTEXT_WORDS:])
+    if not tail:
+        return options
+    prompt = f"{options.initial_prompt} {tail}" if options.initial_prompt else tail
+    return replace(options, initial_prompt=prompt)
+
+
+def _chunk_result(chunk_no: int, start: float, end: float, segments: list[Segment],
+                  language: DetectedLanguage | None) -> ChunkResult:
     text = " ".join(segment.text.strip() for segment in segments if segment.text.strip())
-    return ChunkResult(chunk_no, start, end, text, [segment.to_json() for segment in segments])
+    return ChunkResult(chunk_no, start, end, text, [segment.to_json() for segment in segments], language)
 
 
 def _rounded(value: float | None) -> float | None:

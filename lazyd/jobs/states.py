@@ -22,6 +22,7 @@ from typing import Any
 
 import peewee
 
+from ..backend import DetectedLanguage
 from ..store import InboxFile, Store, Transcription, TranscriptionChunk, User, utcnow
 from .events import EventHub
 from .transcripts import one_transcription_json
@@ -73,6 +74,7 @@ class ChunkResult:
     end_secs: float
     text: str
     segments: list[dict[str, Any]]
+    language: DetectedLanguage | None = None
 
 
 FinishedHook = Callable[[dict[str, Any]], None]
@@ -217,8 +219,10 @@ class JobStates:
             if job is None or not self._may_write_chunk(job, owner):
                 return False
             await self._upsert_chunk(job, chunk)
+            job.language, job.language_probability = await self._spoken_language(job.id)
             job.update_date = utcnow()
-            await job.asave(only=[Transcription.update_date])
+            await job.asave(only=[Transcription.update_date, Transcription.language,
+                                  Transcription.language_probability])
         self.events.publish(job.creator_id, "chunk", transcription_id=job_id, chunk_order=chunk.chunk_no,
                             start=chunk.start_secs, end=chunk.end_secs, text=chunk.text)
         return True
@@ -230,8 +234,11 @@ class JobStates:
         return job.current_state == IN_PROGRESS and job.lease_owner == owner
 
     async def _upsert_chunk(self, job: Transcription, chunk: ChunkResult) -> None:
+        language = chunk.language
         values = {"text": chunk.text, "start_secs": chunk.start_secs, "end_secs": chunk.end_secs,
-                  "segments": chunk.segments, "update_date": utcnow()}
+                  "segments": chunk.segments, "update_date": utcnow(),
+                  "language": language.code if language else "",
+                  "language_probability": language.probability if language else None}
         existing = await TranscriptionChunk.aget_or_none(TranscriptionChunk.transcription == job.id,
                                                          TranscriptionChunk.chunk_no == chunk.chunk_no)
         if existing is None:
@@ -239,6 +246,24 @@ class JobStates:
         else:
             await self.store.execute(
                 TranscriptionChunk.update(**values).where(TranscriptionChunk.id == existing.id))
+
+    async def _spoken_language(self, job_id: int) -> tuple[str, float | None]:
+        """The language detected over most of the job's finished audio, with its probability averaged over
+        those chunks by length; ``("", None)`` while no chunk has one (each chunk keeps its own)."""
+        chunk = TranscriptionChunk
+        rows = await self.store.list(chunk.select(chunk.language, chunk.language_probability, chunk.start_secs,
+                                                  chunk.end_secs)
+                                     .where(chunk.transcription == job_id, chunk.language != "").tuples())
+        seconds: dict[str, float] = {}
+        weighted: dict[str, float] = {}
+        for code, probability, start, end in rows:
+            length = max(end - start, 1e-3)
+            seconds[code] = seconds.get(code, 0.0) + length
+            weighted[code] = weighted.get(code, 0.0) + length * (probability or 0.0)
+        if not seconds:
+            return "", None
+        code = max(seconds, key=seconds.__getitem__)
+        return code, round(weighted[code] / seconds[code], 3)
 
     async def complete(self, job_id: int, owner: str, model: str = "") -> Transcription | None:
         """All chunks are done; ``model`` records what transcribed them (for exports)."""

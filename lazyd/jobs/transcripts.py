@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ..backend import Segment
+from ..backend import Segment, confidence
 from ..exporters import Transcript
 from ..exporters import TranscriptChunk as ChunkOfTranscript
 from ..options import load_options
@@ -53,19 +53,24 @@ async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[d
 
 
 async def one_transcription_json(store: Store, row: Transcription) -> dict[str, Any]:
+    """The seed's object for one transcription, plus lazyd's details (the list keeps the seed's shape)."""
     [data] = await transcriptions_json(store, [row])
-    return data
+    return data | {"language": row.language, "language_probability": row.language_probability}
 
 
-async def _chunk_rows(store: Store, job_id: int) -> list[tuple[int, float, float, str, str | None]]:
-    """Each finished chunk's number, start, end, text and segments, in order; the segments as raw JSON.
+ChunkRow = tuple[int, float, float, str, str | None, str]
+
+
+async def _chunk_rows(store: Store, job_id: int) -> list[ChunkRow]:
+    """Each finished chunk's number, start, end, text, segments and language, in order; the segments as
+    raw JSON.
 
     The JSON is left for the caller to decode in a thread: a long lecture holds tens of thousands of timed
     words, too much work for the event loop.
     """
     chunk = TranscriptionChunk
     query = (chunk.select(chunk.chunk_no, chunk.start_secs, chunk.end_secs, chunk.text,
-                          chunk.segments.cast("TEXT").alias("raw_segments"))
+                          chunk.segments.cast("TEXT").alias("raw_segments"), chunk.language)
              .where(chunk.transcription == job_id).order_by(chunk.chunk_no).tuples())
     return await store.list(query)
 
@@ -75,9 +80,11 @@ async def all_segments_json(store: Store, job_id: int) -> list[dict[str, Any]]:
     return await asyncio.to_thread(_numbered_segments, await _chunk_rows(store, job_id))
 
 
-def _numbered_segments(rows: list[tuple[int, float, float, str, str | None]]) -> list[dict[str, Any]]:
-    return [{"chunk_order": number, **segment}
-            for number, _start, _end, _text, raw_segments in rows for segment in json.loads(raw_segments or "[]")]
+def _numbered_segments(rows: list[ChunkRow]) -> list[dict[str, Any]]:
+    return [{"chunk_order": number, **segment,
+             "confidence": confidence(segment.get("avg_logprob"), segment.get("no_speech_prob"))}
+            for number, _start, _end, _text, raw_segments, _language in rows
+            for segment in json.loads(raw_segments or "[]")]
 
 
 async def load_transcript(store: Store, job: Transcription) -> Transcript:
@@ -86,14 +93,22 @@ async def load_transcript(store: Store, job: Transcription) -> Transcript:
     return Transcript(
         id=job.id, title=job.filename or f"Transcription {job.id}", duration_secs=job.audio_len_secs,
         created=job.create_date, state=job.current_state, model=job.model_name,
-        language=load_options(job.options).language or "",
+        **_language_of(job),
         chunks=await asyncio.to_thread(lambda: tuple(_decoded_chunk(*row) for row in rows)))
 
 
-def _decoded_chunk(number: int, start: float, end: float, text: str, raw_segments: str | None) -> ChunkOfTranscript:
+def _language_of(job: Transcription) -> dict[str, Any]:
+    """The detected language, or the one the job asked for when no chunk reported one."""
+    if job.language:
+        return {"language": job.language, "language_probability": job.language_probability}
+    return {"language": load_options(job.options).language or "", "language_probability": None}
+
+
+def _decoded_chunk(number: int, start: float, end: float, text: str, raw_segments: str | None,
+                   language: str) -> ChunkOfTranscript:
     segments = tuple(Segment.from_json(data) for data in json.loads(raw_segments or "[]"))
     if not segments and text.strip():
         # An external worker reports a chunk's text without timings: one segment spans the chunk, so that
         # the timed formats (docx, srt, vtt, md) carry its text too.
         segments = (Segment(start, end, text.strip()),)
-    return ChunkOfTranscript(number, start, end, text, segments)
+    return ChunkOfTranscript(number, start, end, text, segments, language)

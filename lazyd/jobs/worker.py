@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..backend import ModelSpec, Segment, TranscribeOptions
+from ..backend import DetectedLanguage, ModelSpec, Segment, TranscribeOptions
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,13 @@ class ChunkRequest:
 
 
 @dataclass(frozen=True)
+class ChunkDone:
+    """What a finished chunk reports besides its segments."""
+
+    language: DetectedLanguage | None = None
+
+
+@dataclass(frozen=True)
 class Timeouts:
     load: float = 600.0
     """Seconds a new worker may take to load its model."""
@@ -64,6 +71,7 @@ class Timeouts:
 
 
 _CANCEL = object()
+_RUNNING = object()
 
 
 class WorkerProcess:
@@ -105,10 +113,10 @@ class WorkerProcess:
         log.info("worker %d ready: %s", self.pid, self.description)
 
     async def transcribe(self, request: ChunkRequest, on_segment: Callable[[Segment], None],
-                         cancelled: asyncio.Event) -> bool:
+                         cancelled: asyncio.Event) -> ChunkDone | None:
         """Transcribe one chunk, calling ``on_segment`` for each segment (times relative to the chunk).
 
-        Returns ``True`` when the chunk finished, ``False`` when it was cancelled. Raises
+        Returns what the finished chunk reports, or ``None`` when it was cancelled. Raises
         :class:`WorkerError` when the chunk failed and :class:`WorkerDied` when the worker is gone.
         """
         self._next_id += 1
@@ -125,22 +133,26 @@ class WorkerProcess:
             elif message is None:
                 await self.kill()
                 if cancel_sent:
-                    return False
+                    return None
                 raise WorkerDied(f"the worker gave no sign of life for {timeout:.0f} s and was killed")
-            elif (outcome := self._handle(message, request_id, on_segment)) is not None:
+            elif (outcome := self._handle(message, request_id, on_segment)) is not _RUNNING:
                 return outcome
 
     @staticmethod
-    def _handle(message: dict[str, Any], request_id: int, on_segment: Callable[[Segment], None]) -> bool | None:
+    def _handle(message: dict[str, Any], request_id: int, on_segment: Callable[[Segment], None]) -> Any:
+        """``_RUNNING`` while the chunk goes on, then its :class:`ChunkDone`, or ``None`` once it is cancelled."""
         if message.get("id") != request_id:
-            return None
+            return _RUNNING
         event = message["event"]
         if event == "segment":
             on_segment(Segment.from_json(message["segment"]))
-            return None
+            return _RUNNING
         if event == "error":
             raise WorkerError(message["message"])
-        return event == "done"
+        if event != "done":
+            return None
+        language = message.get("language")
+        return ChunkDone(None if language is None else DetectedLanguage(**language))
 
     def _send(self, message: dict[str, Any]) -> None:
         if not self.alive:

@@ -15,6 +15,7 @@ import queue
 import signal
 import sys
 import threading
+from dataclasses import asdict
 from typing import Any, TextIO
 
 from ..audio import decode_window
@@ -74,7 +75,8 @@ def transcribe_chunk(model: LoadedModel, request: dict[str, Any], requests: Requ
             channel.send("cancelled", id=request_id)
             return
         channel.send("segment", id=request_id, segment=segment.to_json())
-    channel.send("done", id=request_id, samples=len(audio))
+    language = model.detected_language()
+    channel.send("done", id=request_id, samples=len(audio), language=None if language is None else asdict(language))
 
 
 def serve(model: LoadedModel, requests: Requests, channel: Channel) -> None:

@@ -28,9 +28,12 @@ def transcript_data(transcript: Transcript) -> dict[str, Any]:
         "state": transcript.state,
         "model": transcript.model,
         "language": transcript.language,
+        "language_probability": transcript.language_probability,
         "text": "\n\n".join(chunk.text for chunk in transcript.chunks),
         "chunks": [{"chunk_order": chunk.number, "start": chunk.start, "end": chunk.end, "text": chunk.text,
-                    "segments": [segment.to_json() for segment in chunk.segments]}
+                    "language": chunk.language,
+                    "segments": [segment.to_json() | {"confidence": segment.confidence}
+                                 for segment in chunk.segments]}
                    for chunk in transcript.chunks],
     }
 

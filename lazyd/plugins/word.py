@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from .. import hookimpl
-from ..exporters import ExportOptions, Exporter, Transcript, clock, paragraphs
+from ..exporters import ExportOptions, Exporter, Transcript, clock, language_label, paragraphs
 
 
 class DocxExporter(Exporter):
@@ -25,6 +25,8 @@ class DocxExporter(Exporter):
                    f"Date: {transcript.created:%Y-%m-%d %H:%M} UTC"]
         if transcript.model:
             details.append(f"Model: {transcript.model}")
+        if transcript.language:
+            details.append(f"Language: {language_label(transcript)}")
         document.add_paragraph("\n".join(details)).runs[0].italic = True
         for paragraph in paragraphs(transcript):
             block = document.add_paragraph()

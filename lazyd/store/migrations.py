@@ -164,12 +164,21 @@ def _v5_usernames_unique_in_any_case(db: peewee.Database) -> None:
     db.execute_sql(f"CREATE UNIQUE INDEX {USERNAME_ANY_CASE_INDEX} ON users (lower(username))")
 
 
+def _v6_detected_languages(db: peewee.Database) -> None:
+    """The language each chunk was decoded in, and the one spoken over most of a transcription."""
+    migrator = SchemaMigrator.from_database(db)
+    migrate(*(step for table in ("transcriptions", "transcription_chunks") for step in (
+        migrator.add_column(table, "language", peewee.CharField(max_length=16, default="")),
+        migrator.add_column(table, "language_probability", peewee.DoubleField(null=True)))))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
     Migration(3, "inbox files", _v3_inbox_files),
     Migration(4, "inbox files: the outbox name each one's transcripts get", _v4_inbox_outbox_names),
     Migration(5, "user names unique in any mix of case", _v5_usernames_unique_in_any_case),
+    Migration(6, "detected languages of transcriptions and chunks", _v6_detected_languages),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -62,6 +62,9 @@ class Transcription(BaseModel):
     chunk_plan = JSONField(default=list)
     options = JSONField(default=dict)
     model_name = peewee.CharField(max_length=256, default="")
+    language = peewee.CharField(max_length=16, default="")
+    """Detected over most of the audio ("" before any chunk says); each chunk keeps its own."""
+    language_probability = peewee.DoubleField(null=True)
     last_error = peewee.TextField(default="")
     lease_owner = peewee.CharField(max_length=128, default="")
     lease_expires_at = peewee.DateTimeField(null=True)
@@ -80,6 +83,8 @@ class TranscriptionChunk(BaseModel):
     start_secs = peewee.DoubleField(default=0.0)
     end_secs = peewee.DoubleField(default=0.0)
     segments = JSONField(default=list)
+    language = peewee.CharField(max_length=16, default="")
+    language_probability = peewee.DoubleField(null=True)
 
     class Meta:
         table_name = "transcription_chunks"

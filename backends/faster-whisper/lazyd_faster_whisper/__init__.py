@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazyd import Backend, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions, Word, hookimpl
+from lazyd import Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions, Word, hookimpl
 
 if TYPE_CHECKING:
     import numpy
     from faster_whisper import BatchedInferencePipeline
+    from faster_whisper.transcribe import TranscriptionInfo
 
     from .alignment import WordAligningWhisperModel
     from faster_whisper.transcribe import Segment as WhisperSegment
@@ -146,6 +147,7 @@ class FasterWhisperModel(LoadedModel):
         self.label = label
         self.description = description
         self._batched: BatchedInferencePipeline | None = None
+        self._last_language: DetectedLanguage | None = None
 
     @property
     def english_only(self) -> bool:
@@ -161,29 +163,35 @@ class FasterWhisperModel(LoadedModel):
         is always decoded as English without detection, and asking it for another language is a
         ``ValueError`` (raised at the first ``next()``) rather than a silently English transcript.
         """
+        self._last_language = None
         if options.batch_size > 0:
             yield from self._transcribe_batched(audio, options)
             return
         yield from self._transcribe_sequentially(audio, options)
 
-    def _transcribe_sequentially(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
-        """Decode (only the speech, with ``vad_filter``) without word timestamps, so that timing words
-        cannot move a window and lose speech; the words are timed after each window (:mod:`.alignment`)."""
-        from .speech import in_recording_time, only_speech, speech_timestamps
+    def detected_language(self) -> DetectedLanguage | None:
+        return self._last_language
 
-        stretches = speech_timestamps(audio) if options.vad_filter else None
-        speech = audio if stretches is None else only_speech(audio, stretches)
-        if speech.size == 0:
+    def _remember_language(self, info: TranscriptionInfo) -> None:
+        self._last_language = DetectedLanguage(info.language, round(float(info.language_probability), 3))
+
+    def _transcribe_sequentially(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
+        """Decode without word timestamps, so that timing words cannot move a window and lose speech; the
+        words are timed after each window (:mod:`.alignment`). With ``vad_filter``, long stretches without
+        speech are skipped and segments inside them dropped (:mod:`.speech`)."""
+        from .speech import speech_map
+
+        speech = speech_map(audio) if options.vad_filter else None
+        if speech is not None and speech.silent:
             return
+        clips = speech.clips() if speech is not None else [0.0]
         arguments = self._arguments(options) | {"word_timestamps": False}
         with self.model.timing_words(options.word_timestamps) as timing:
-            segments, _info = self.model.transcribe(speech, vad_filter=False, **arguments)
-            if options.word_timestamps:
-                segments = (timing.with_words(segment) for segment in segments)
-            if stretches is not None:
-                segments = in_recording_time(segments, stretches)
+            segments, info = self.model.transcribe(audio, vad_filter=False, clip_timestamps=clips, **arguments)
+            self._remember_language(info)
             for segment in segments:
-                yield to_segment(segment)
+                if speech is None or speech.is_speech(segment):
+                    yield to_segment(timing.with_words(segment) if options.word_timestamps else segment)
 
     def _transcribe_batched(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
         """Decode the speech chunks Silero VAD finds (up to 30 s each) side by side, ``batch_size`` at once.
@@ -201,8 +209,9 @@ class FasterWhisperModel(LoadedModel):
           subtitles and progress reports need. Words are dropped afterwards unless the job asked for them.
         """
         arguments = self._arguments(options) | {"word_timestamps": True}
-        segments, _info = self._pipeline().transcribe(audio, batch_size=options.batch_size, vad_filter=True,
-                                                      without_timestamps=True, **arguments)
+        segments, info = self._pipeline().transcribe(audio, batch_size=options.batch_size, vad_filter=True,
+                                                     without_timestamps=True, **arguments)
+        self._remember_language(info)
         for segment in segments:
             for words in list(sentences(segment.words or [])) or [None]:
                 yield to_segment(segment, words, with_words=options.word_timestamps)
