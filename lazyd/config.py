@@ -74,6 +74,7 @@ class TranscriptionConfig(JobOptions):
     cpu_threads: int = 0
     chunk_secs: float = 900.0
     cut_window_secs: float = 30.0
+    cut_overlap_secs: float = 2.0
 
 
 @dataclass(frozen=True)

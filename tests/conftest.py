@@ -107,7 +107,8 @@ def fake_sections(control: Path, **scheduler: object) -> dict[str, dict]:
     if not control.exists():
         control.write_text("{}")
     return {
-        "transcription": {"backend": "fake", "model": str(control), "chunk_secs": 8.0, "cut_window_secs": 1.0},
+        "transcription": {"backend": "fake", "model": str(control), "chunk_secs": 8.0, "cut_window_secs": 1.0,
+                          "cut_overlap_secs": 0.0},  # each call hears its own chunk only (see calls.log)
         "limits": {"min_audio_secs": 1.0},
         "scheduler": {"enabled": True, "lease_secs": 3.0, "poll_secs": 0.2, "retry_backoff_secs": 0.2, "stall_timeout_secs": 5.0,
                       "cancel_grace_secs": 1.0, **scheduler},

@@ -39,6 +39,30 @@ async def test_an_upload_is_transcribed_chunk_by_chunk(client, accounts, tmp_pat
     assert info["description"].startswith("tone300 tone400")
 
 
+async def test_chunks_decoded_past_their_cuts_keep_each_second_once(database_url, make_config, control,
+                                                                   aiohttp_client, tmp_path):
+    """With 2 s decoded beyond each cut, the chunks hear their neighbours' edges, yet each tone is in the
+    transcript once, in the chunk that owns its time, and the segment times are the recording's."""
+    sections = fake_sections(control)
+    sections["transcription"]["cut_overlap_secs"] = 2.0
+    client = await aiohttp_client(create_app(make_config(database_url, sections)))
+    from conftest import Accounts
+
+    headers = await Accounts(client).headers("alice", can_interact=True)
+    body = await (await upload(client, headers, tone_sequence(tmp_path / "a.wav", TONES))).json()
+    await wait_for_state(client, headers, body["task_id"], ("completed",))
+    job = await Transcription.aget_by_id(body["task_id"])
+    assert " ".join(await chunk_texts(job.id)) == expected_text(TONES)
+    heard = [int(line.split()[1]) / 16_000 for line in control.with_name("calls.log").read_text().splitlines()]
+    owned = [end - start for start, end in job.chunk_plan]
+    assert heard == pytest.approx([owned[0] + 2, owned[1] + 4, owned[2] + 2], abs=0.01)
+    response = await client.get(f"/transcript/segments?transcript_id={job.id}&size=100", headers=headers)
+    segments = (await response.json())["segments"]
+    for segment in segments:
+        start, end = job.chunk_plan[segment["chunk_order"]]
+        assert start - 0.01 <= (segment["start"] + segment["end"]) / 2 < end, (segment, job.chunk_plan)
+
+
 async def test_hook_lazyd_transcription_finished(database_url, make_config, control, aiohttp_client, tmp_path):
     import finished_recorder
 

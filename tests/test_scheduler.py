@@ -440,27 +440,6 @@ async def test_retrying_a_partial_job_resumes_at_the_first_unfinished_chunk(star
     assert [first for _, first in fake.calls()].count("tone300") == 1, "a finished chunk was redone"
 
 
-def prompts(fake: Fake) -> list[str | None]:
-    """The prompt each transcribe call was given, in call order."""
-    log = fake.control.with_name("options.jsonl")
-    return [json.loads(line)["initial_prompt"] for line in log.read_text().splitlines()]
-
-
-async def test_each_chunk_is_decoded_with_the_end_of_the_one_before_even_after_a_resume(start_daemon, fake):
-    """Chunk 0 starts cold; every later chunk gets the last words of the chunk before as its prompt, also
-    when the job resumes there and that text has to come from the database."""
-    fake.steer(mode="segfault", calls=(2, 3, 4))
-    daemon = await start_daemon(max_attempts=3)
-    alice = await daemon.login("alice")
-    job_id = await alice.submit(TONES)
-    await alice.wait_until(job_id, "completed_partially")
-    assert (await alice.retry(job_id)).status == 200
-    await alice.wait_until(job_id, "completed", "processing_fail")
-    texts = await chunk_texts(job_id)
-    assert prompts(fake)[0] is None
-    assert prompts(fake)[4:] == [texts[0], texts[1]]  # calls 5 and 6: chunks 1 and 2 of the retried run
-
-
 @SQLITE_ONLY
 async def test_a_completed_job_can_be_neither_retried_nor_cancelled(start_daemon, fake):
     daemon = await start_daemon()

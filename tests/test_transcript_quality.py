@@ -71,3 +71,59 @@ async def test_a_lecture_with_long_pauses_keeps_every_paragraph_and_puts_no_word
 async def test_noise_alone_gives_an_empty_completed_transcript(settings, lecture_dir):
     transcript = await transcribe(settings(), lecture_audio.noise_only_file(lecture_dir))
     assert [segment.text for segment in transcript.segments] == []
+
+
+COURSE_TERMS = ("Carnot", "isothermally", "adiabatically", "Clausius", "Kelvin", "Rankine", "Stirling", "enthalpy",
+                "Boltzmann")
+COURSE_TEXT = ("In the Carnot cycle the gas expands isothermally, then adiabatically. Clausius and Kelvin stated the "
+               "second law. The Rankine cycle and the Stirling engine come next, followed by the enthalpy of the "
+               "working fluid and Boltzmann's constant.")
+
+
+def terms_heard(transcript: Transcript) -> set[str]:
+    text = " ".join(segment.text for segment in transcript.segments).lower()
+    return {term for term in COURSE_TERMS if term.lower() in text}
+
+
+async def test_a_prompt_or_hotwords_with_the_course_terms_bring_them_into_the_transcript(settings, speech_cache):
+    """tiny.en alone writes "Closs of this", "Sterling" and "endopia"; told the course's vocabulary, as a
+    job's or an inbox's ``initial_prompt`` or ``hotwords``, it spells them."""
+    import speech
+
+    path = speech.speech_file(speech_cache, COURSE_TEXT)
+    prompt = "Thermodynamics: Carnot, Clausius, Kelvin, Rankine, Stirling, enthalpy, Boltzmann."
+    async with local_daemon(settings()) as local:
+        heard = {}
+        for name, options in (("plain", JobOverrides()), ("prompt", JobOverrides(initial_prompt=prompt)),
+                              ("hotwords", JobOverrides(hotwords=" ".join(COURSE_TERMS)))):
+            result = await local.transcribe(path, options)
+            assert result.transcript.state == "completed", result.error
+            heard[name] = terms_heard(result.transcript)
+    assert {"Clausius", "Stirling", "enthalpy"}.isdisjoint(heard["plain"]), heard
+    for name in ("prompt", "hotwords"):
+        assert {"Clausius", "Stirling", "enthalpy"} <= heard[name] and heard["plain"] < heard[name], heard
+
+
+async def test_the_words_at_each_chunk_cut_are_there_exactly_once(settings, speech_cache):
+    """Continuous speech cut every 15 s (each cut moved at most 2 s, to the quietest moment, which may be
+    inside a word): the words on either side of each cut are in the transcript as often as in the
+    uncut one, none lost at the cut, none doubled."""
+    import speech
+
+    path = speech.joined_speech_file(speech_cache, speech.LECTURE_SENTENCES, pause_secs=0.2)
+    whole = await transcribe(settings(), path)
+    cut = await transcribe(settings(chunk_secs=15.0, cut_window_secs=2.0), path)
+    cuts = [chunk.start for chunk in cut.chunks[1:]]
+    assert len(cuts) >= 3
+    for at in cuts:
+        before = [word for middle, word in timed_words(whole) if middle < at][-1]
+        after = next(word for middle, word in timed_words(whole) if middle >= at)
+        for word in (before, after):
+            assert count_near(cut, word, at) == count_near(whole, word, at), (at, word)
+    assert wer(" ".join(speech.LECTURE_SENTENCES), " ".join(s.text for s in cut.segments)) <= 0.05
+
+
+def count_near(transcript: Transcript, word: str, at: float, within: float = 3.0) -> int:
+    """How often ``word`` (normalised) is timed within ``within`` seconds of ``at``."""
+    wanted = normalise(word)
+    return sum(normalise(text) == wanted for middle, text in timed_words(transcript) if abs(middle - at) <= within)
