@@ -138,6 +138,7 @@ class Daemons:
             "LAZYD_TRANSCRIPTION__MODEL": str(self.control),
             "LAZYD_TRANSCRIPTION__CHUNK_SECS": str(CHUNK_SECS),
             "LAZYD_TRANSCRIPTION__CUT_WINDOW_SECS": "1",
+            "LAZYD_TRANSCRIPTION__CUT_OVERLAP_SECS": "0",  # each fake call hears its own chunk (calls.log)
             "LAZYD_LIMITS__MIN_AUDIO_SECS": "1",
             "LAZYD_SCHEDULER__LEASE_SECS": str(LEASE_SECS),
             "LAZYD_SCHEDULER__POLL_SECS": "0.2",

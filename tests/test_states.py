@@ -58,3 +58,20 @@ async def test_a_failed_attempt_waits_its_backoff_which_doubles(states):
         assert (await states.claim(OURS, LEASE)).id == job.id
     final = await states.record_error(job.id, OURS, "attempt 3 failed")
     assert (final.current_state, final.error_count) == ("processing_fail", 3)
+
+
+async def test_each_chunk_keeps_its_language_and_the_job_takes_the_one_spoken_longest(states):
+    from lazyd.backend import DetectedLanguage
+    from lazyd.store import TranscriptionChunk
+
+    job = await _job(current_state="in_progress", lease_owner=OURS, lease_expires_at=utcnow() + LEASE)
+    detected = [(0.0, 5.0, DetectedLanguage("de", 0.6)), (5.0, 20.0, DetectedLanguage("en", 0.9)),
+                (20.0, 30.0, DetectedLanguage("en", 0.7))]
+    expected_job = [("de", 0.6), ("en", 0.9), ("en", 0.82)]  # by audio length: 15 s at 0.9, 10 s at 0.7
+    for number, ((start, end, language), expected) in enumerate(zip(detected, expected_job)):
+        assert await states.save_chunk(job.id, OURS, ChunkResult(number, start, end, "text", [], language))
+        row = await Transcription.aget_by_id(job.id)
+        assert (row.language, row.language_probability) == expected
+    chunks = await states.store.list(TranscriptionChunk.select().order_by(TranscriptionChunk.chunk_no))
+    assert [(chunk.language, chunk.language_probability) for chunk in chunks] == [
+        ("de", 0.6), ("en", 0.9), ("en", 0.7)]

