@@ -238,16 +238,11 @@ class Scheduler:
         return {row.chunk_no for row in await self.states.store.list(query)}
 
     async def _chunk_segments(self, job_id: int, chunk_no: int) -> list[Segment]:
-        """A finished chunk's segments ([] for none, or a chunk an external worker sent as text alone)."""
+        """A finished chunk's segments; ``[]`` when it is not finished (or has none)."""
         chunk = TranscriptionChunk
-        rows = await self.states.store.list(chunk.select(chunk.segments, chunk.text, chunk.start_secs,
-                                                         chunk.end_secs)
+        rows = await self.states.store.list(chunk.select(chunk.segments)
                                             .where(chunk.transcription == job_id, chunk.chunk_no == chunk_no))
-        if not rows:
-            return []
-        [row] = rows
-        segments = [Segment.from_json(data) for data in row.segments]
-        return segments or ([Segment(row.start_secs, row.end_secs, row.text)] if row.text.strip() else [])
+        return [Segment.from_json(data) for row in rows for data in row.segments]
 
     async def _heartbeat(self, run: Run) -> None:
         """Renew the lease; when it is lost (cancelled through any daemon, or taken over), stop the job."""
