@@ -75,3 +75,21 @@ async def test_each_chunk_keeps_its_language_and_the_job_takes_the_one_spoken_lo
     chunks = await states.store.list(TranscriptionChunk.select().order_by(TranscriptionChunk.chunk_no))
     assert [(chunk.language, chunk.language_probability) for chunk in chunks] == [
         ("de", 0.6), ("en", 0.9), ("en", 0.7)]
+
+
+async def test_a_resumed_job_knows_the_last_word_the_chunk_before_kept(states):
+    """The chunk after a cut starts after the last word the chunk before kept; after a restart that word
+    comes back from the database, as stored."""
+    from lazyd.backend import ModelSpec, Segment, Word
+    from lazyd.config import Config
+    from lazyd.jobs.cuts import last_word
+    from lazyd.jobs.scheduler import Scheduler
+    from lazyd.jobs.worker import WorkerSetup
+
+    job = await _job(current_state="in_progress", lease_owner=OURS, lease_expires_at=utcnow() + LEASE)
+    words = (Word(8.0, 8.4, "around", 0.9), Word(8.5, 9.89, "it.", 0.9))
+    spoken = Segment(8.0, 9.89, "around it.", words, -0.2, 0.01)
+    assert await states.save_chunk(job.id, OURS, ChunkResult(0, 0.0, 10.0, "around it.", [spoken.to_json()]))
+    scheduler = Scheduler(Config(), states, WorkerSetup("fake", ModelSpec()))
+    assert last_word(await scheduler._chunk_segments(job.id, 0)) == words[-1]
+    assert await scheduler._chunk_segments(job.id, 1) == []
