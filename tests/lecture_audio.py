@@ -49,11 +49,20 @@ class Lecture:
 
 def made_up_lecture(cache_dir: Path, pauses: Sequence[tuple[str, float]],
                     paragraphs: Sequence[str] = PARAGRAPHS) -> Lecture:
-    """The paragraphs spoken in turn with ``pauses[i]`` (kind, seconds) after paragraph ``i``."""
+    """The paragraphs spoken in turn with ``pauses[i]`` (kind, seconds) after paragraph ``i``; the file and
+    where its speech lies are cached together."""
     assert len(pauses) == len(paragraphs) - 1 and all(kind in PAUSE_KINDS for kind, _ in pauses)
-    rate = speech.voice().config.sample_rate
     key = _key(["lecture", list(paragraphs), [list(pause) for pause in pauses]])
     path = Path(cache_dir) / f"lecture-{key}.wav"
+    layout = path.with_suffix(".json")
+    if not (path.exists() and layout.exists()):
+        _make_lecture(path, layout, pauses, paragraphs)
+    spans = json.loads(layout.read_text())
+    return Lecture(path, tuple(paragraphs), tuple(map(tuple, spans["speech"])), tuple(map(tuple, spans["pauses"])))
+
+
+def _make_lecture(path: Path, layout: Path, pauses: Sequence[tuple[str, float]], paragraphs: Sequence[str]) -> None:
+    rate = speech.voice().config.sample_rate
     parts, spans, gaps, at = [], [], [], 0.0
     for number, text in enumerate(paragraphs):
         spoken = _speech_samples(text)
@@ -65,9 +74,8 @@ def made_up_lecture(cache_dir: Path, pauses: Sequence[tuple[str, float]],
             parts.append(pause_samples(kind, seconds, rate, seed=number))
             gaps.append((at, at + seconds, kind))
             at += seconds
-    if not path.exists():
-        _write(path, numpy.concatenate(parts), rate)
-    return Lecture(path, tuple(paragraphs), tuple(spans), tuple(gaps))
+    _write(path, numpy.concatenate(parts), rate)
+    layout.write_text(json.dumps({"speech": spans, "pauses": gaps}))
 
 
 def noise_only_file(cache_dir: Path, seconds: float = 120.0) -> Path:
