@@ -185,9 +185,9 @@ class FasterWhisperModel(LoadedModel):
         if speech is not None and speech.silent:
             return
         clips = speech.clips() if speech is not None else [0.0]
-        arguments = self._arguments(options) | {"word_timestamps": False}
         with self.model.timing_words(options.word_timestamps) as timing:
-            segments, info = self.model.transcribe(audio, vad_filter=False, clip_timestamps=clips, **arguments)
+            segments, info = self.model.transcribe(audio, vad_filter=False, clip_timestamps=clips,
+                                                   word_timestamps=False, **self._arguments(options))
             self._remember_language(info)
             for segment in segments:
                 if speech is None or speech.is_speech(segment):
@@ -208,18 +208,18 @@ class FasterWhisperModel(LoadedModel):
           (:func:`sentences`), so segments are sentence-sized as from the sequential decoder, which
           subtitles and progress reports need. Words are dropped afterwards unless the job asked for them.
         """
-        arguments = self._arguments(options) | {"word_timestamps": True}
         segments, info = self._pipeline().transcribe(audio, batch_size=options.batch_size, vad_filter=True,
-                                                     without_timestamps=True, **arguments)
+                                                     without_timestamps=True, word_timestamps=True,
+                                                     **self._arguments(options))
         self._remember_language(info)
         for segment in segments:
             for words in list(sentences(segment.words or [])) or [None]:
                 yield to_segment(segment, words, with_words=options.word_timestamps)
 
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
+        """The decoding options both modes pass on as they are (word timestamps are each mode's own)."""
         return {"language": self._language(options.language), "beam_size": options.beam_size,
-                "initial_prompt": options.initial_prompt, "hotwords": options.hotwords,
-                "word_timestamps": options.word_timestamps}
+                "initial_prompt": options.initial_prompt, "hotwords": options.hotwords}
 
     def _language(self, language: str | None) -> str | None:
         if language is None:
