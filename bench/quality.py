@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import os
 import sys
 import tempfile
@@ -34,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+import corpus as shared_corpus  # noqa: E402  (tests/corpus.py: the corpus, outside the repository)
 import lecture_audio  # noqa: E402  (tests/lecture_audio.py)
 from speech import read_16k  # noqa: E402
 from transcribe import build_input  # noqa: E402  (bench/transcribe.py: the joined corpus)
@@ -65,14 +64,11 @@ class Result:
 
 
 def inputs(scratch: Path) -> list[Input]:
-    table = CORPUS / "references.tsv"
-    if not table.is_file():
-        sys.exit(f"bench/quality.py: the shared corpus is missing: {table} does not exist. It is not part of "
-                 f"the repository; put the corpus (references.tsv and its recordings) at {CORPUS}.")
-    with table.open(newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
-    found = [Input(row["filename"], CORPUS / row["filename"], float(row["duration_s"]), row["reference"])
-             for row in rows]
+    if not shared_corpus.available():
+        sys.exit(f"bench/quality.py: {shared_corpus.MISSING_REASON}; put references.tsv and its recordings "
+                 "there.")
+    found = [Input(row["filename"], shared_corpus.CORPUS / row["filename"], float(row["duration_s"]),
+                   row["reference"]) for row in shared_corpus.rows()]
     joined = build_input(scratch)
     found.append(Input(f"all {joined.files} joined", joined.wav, joined.seconds, joined.reference))
     lecture = lecture_audio.made_up_lecture(scratch, LECTURE_PAUSES)

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import os
 import re
@@ -51,10 +50,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO.parent / "shared" / "corpus"
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+import corpus as shared_corpus  # noqa: E402  (tests/corpus.py: the corpus, outside the repository)
 from wer import word_errors  # noqa: E402  (tests/wer.py: the corpus README's normalisation)
 
 PASSWORD = "Bench_password1"
@@ -82,16 +81,11 @@ def build_input(directory: Path) -> Corpus:
 
     from lazyd.audio import decode_window, probe
 
-    table = CORPUS / "references.tsv"
-    if not table.is_file():
-        sys.exit(f"bench/transcribe.py: the shared corpus is missing: {table} does not exist. It is not part "
-                 f"of the repository; put the corpus (references.tsv and its recordings) at {CORPUS}.")
-    with table.open(newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(shared_corpus.rows())
     pieces, references = [], []
     gap = np.zeros(int(GAP_SECS * SAMPLE_RATE), np.float32)
     for row in rows:
-        path = CORPUS / row["filename"]
+        path = shared_corpus.CORPUS / row["filename"]
         samples = decode_window(path, 0.0, probe(path).duration + 1.0)
         pieces += [gap, samples] if pieces else [samples]
         references.append(row["reference"].strip())
@@ -647,9 +641,9 @@ def main() -> None:
         Path(out).write_text(json.dumps(direct_phase(wav, args.batch_size, args.threads, args.beam_size, spans)))
         return
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: the daemons get stopped
-    if not (CORPUS / "references.tsv").is_file():
-        sys.exit(f"bench/transcribe.py: the shared corpus is missing: no {CORPUS / 'references.tsv'}. It is "
-                 f"not part of the repository; it must be at {CORPUS}.")
+    if not shared_corpus.available():
+        sys.exit(f"bench/transcribe.py: {shared_corpus.MISSING_REASON}; put references.tsv and its recordings "
+                 "there.")
     modes = [("sequential", 0)] + ([] if args.skip_batched else [(f"batched {args.batch_size}", args.batch_size)])
     with tempfile.TemporaryDirectory(prefix="lazyd-bench-") as tmp:
         work = Path(tmp)

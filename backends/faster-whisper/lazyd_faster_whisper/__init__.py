@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lazyd import Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions, Word, hookimpl
+from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions,
+                   Word, hookimpl)
 
 if TYPE_CHECKING:
     import numpy
