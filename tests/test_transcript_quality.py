@@ -121,6 +121,10 @@ async def test_the_words_at_each_chunk_cut_are_there_exactly_once(settings, spee
         for word in (before, after):
             assert count_near(cut, word, at) == count_near(whole, word, at), (at, word)
     assert wer(" ".join(speech.LECTURE_SENTENCES), " ".join(s.text for s in cut.segments)) <= 0.05
+    untimed = await transcribe(settings(chunk_secs=15.0, cut_window_secs=2.0), path,
+                               JobOverrides(word_timestamps=False))
+    assert [s.text for s in untimed.segments] == [s.text for s in cut.segments]  # cut by the same word times
+    assert all(segment.words is None for segment in untimed.segments)  # which a job without them never sees
 
 
 def count_near(transcript: Transcript, word: str, at: float, within: float = 3.0) -> int:

@@ -200,6 +200,12 @@ class Scheduler:
         job, worker, cancelled = run.job, run.worker, run.cancelled
         done = await self._finished_chunks(job.id)
         options = job_options(self.config, job).decoding()
+        overlap = self.config.transcription.cut_overlap_secs if options.batch_size == 0 else 0.0
+        # Batched decoding's word times are too rough to tell the words at a cut apart (measured in issue 9
+        # with bench/transcribe.py: 18.3% WER with the overlap, 6.9% without), so its chunks end at their cuts.
+        with_words = options.word_timestamps
+        if overlap > 0:  # the words at a cut are told apart by their times, so the worker must give them
+            options = replace(options, word_timestamps=True)
         pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
         resumed_at = pending[0][1][0] if pending else job.audio_len_secs
         progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
@@ -208,13 +214,14 @@ class Scheduler:
             if cancelled.is_set():  # a cancel that came between two chunks: do not start the next one
                 return False
             segments: list[Segment] = []
-            span = Span.around(start, end, job.audio_len_secs, self.config.transcription.cut_overlap_secs,
-                               last_word(previous))
+            timed: list[Segment] = []
+            span = Span.around(start, end, job.audio_len_secs, overlap, last_word(previous))
 
             def on_segment(segment: Segment, chunk_no: int = chunk_no, span: Span = span) -> None:
                 if (own := span.own_part(segment.shifted(span.decode_start))) is not None:
-                    segments.append(own)
-                    self._publish_segment(job, chunk_no, own, progress)
+                    timed.append(own)
+                    segments.append(own if with_words else replace(own, words=None))
+                    self._publish_segment(job, chunk_no, segments[-1], progress)
 
             request = ChunkRequest(job.audio_path, span.decode_start, span.decode_end, options)
             if (finished := await worker.transcribe(request, on_segment, cancelled)) is None:
@@ -222,7 +229,7 @@ class Scheduler:
             result = _chunk_result(chunk_no, start, end, segments, finished.language)
             if not await self.states.save_chunk(job.id, run.owner, result):
                 return False
-            previous = segments
+            previous = timed
         return not cancelled.is_set()
 
     def _publish_segment(self, job: Transcription, chunk_no: int, segment: Segment, progress: Progress) -> None:
