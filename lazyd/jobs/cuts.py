@@ -23,7 +23,6 @@ from ..backend import Segment, Word
 NO_SPACE_BEFORE = tuple(",.;:!?%)]}'\u2019-")
 """How a word may start when it continues the one before (Whisper's "ill" "-disposed", "don" "'t")."""
 
-
 JITTER_SECS = 0.15
 """How far apart two decodes may time the same word."""
 
@@ -47,24 +46,28 @@ class Span:
         return at < self.end or self.end >= self.decode_end
 
     def owns_word(self, word: Word) -> bool:
-        if not self._before_end((word.start + word.end) / 2):
+        if not self._before_end(middle(word)):
             return False
         if self.after is None:
-            return (word.start + word.end) / 2 >= self.start
+            return middle(word) >= self.start
         again = word.start < self.after.end and normalised(word.word) == normalised(self.after.word)
         return word.start >= self.after.end - JITTER_SECS and not again
 
     def own_part(self, segment: Segment) -> Segment | None:
         """``segment`` (in recording time) as far as this chunk owns it; ``None`` if none of it."""
         if not segment.words:
-            middle = (segment.start + segment.end) / 2
-            return segment if self.start <= middle and self._before_end(middle) else None
+            at = middle(segment)
+            return segment if self.start <= at and self._before_end(at) else None
         words = tuple(word for word in segment.words if self.owns_word(word))
         if len(words) == len(segment.words):
             return segment
         if not words:
             return None
         return replace(segment, start=words[0].start, end=words[-1].end, text=joined(words), words=words)
+
+
+def middle(timed: Word | Segment) -> float:
+    return (timed.start + timed.end) / 2
 
 
 def joined(words: tuple[Word, ...]) -> str:

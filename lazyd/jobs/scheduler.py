@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import socket
@@ -209,7 +210,7 @@ class Scheduler:
         pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
         resumed_at = pending[0][1][0] if pending else job.audio_len_secs
         progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
-        previous = await self._chunk_segments(job.id, pending[0][0] - 1) if pending else []
+        previous = await self._chunk_segments(job.id, pending[0][0] - 1) if pending and pending[0][0] > 0 else []
         for chunk_no, (start, end) in pending:
             if cancelled.is_set():  # a cancel that came between two chunks: do not start the next one
                 return False
@@ -245,11 +246,14 @@ class Scheduler:
         return {row.chunk_no for row in await self.states.store.list(query)}
 
     async def _chunk_segments(self, job_id: int, chunk_no: int) -> list[Segment]:
-        """A finished chunk's segments; ``[]`` when it is not finished (or has none)."""
+        """A finished chunk's segments; ``[]`` when it is not finished (or has none). Decoded in a thread,
+        as :mod:`.transcripts` does: a long chunk holds thousands of timed words."""
         chunk = TranscriptionChunk
-        rows = await self.states.store.list(chunk.select(chunk.segments)
-                                            .where(chunk.transcription == job_id, chunk.chunk_no == chunk_no))
-        return [Segment.from_json(data) for row in rows for data in row.segments]
+        rows = await self.states.store.list(chunk.select(chunk.segments.cast("TEXT").alias("raw_segments"))
+                                            .where(chunk.transcription == job_id, chunk.chunk_no == chunk_no)
+                                            .tuples())
+        return await asyncio.to_thread(
+            lambda: [Segment.from_json(data) for (raw,) in rows for data in json.loads(raw or "[]")])
 
     async def _heartbeat(self, run: Run) -> None:
         """Renew the lease; when it is lost (cancelled through any daemon, or taken over), stop the job."""

@@ -45,6 +45,10 @@ def conflict(detail: str) -> ApiError:
     return ApiError(409, detail)
 
 
+NO_SNIFFING = {"X-Content-Type-Options": "nosniff"}
+"""On every response: browsers must not guess a content type other than the one sent."""
+
+
 def error_response(status: int, detail: object, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"detail": detail}, status=status, headers=headers)
 
@@ -76,7 +80,7 @@ async def tag_response(request: web.Request, response: web.StreamResponse) -> No
     browsers not to guess a content type other than the one sent."""
     if REQUEST_ID in request:
         response.headers[REQUEST_ID_HEADER] = request[REQUEST_ID]
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.update(NO_SNIFFING)
 
 
 def _plain(error: web.HTTPException) -> str:

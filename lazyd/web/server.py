@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import LineTooLong
 from aiohttp.web_protocol import RequestHandler
 
-from .errors import error_response
+from .errors import NO_SNIFFING, error_response
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class ApiRequestHandler(RequestHandler):
                 raise ConnectionError("Response is sent already, cannot send another response with the error")
             status, detail = _why_unreadable(status, exc, message)
             log.info("refused an unreadable request from %s: %s", request.remote, detail)
-        response = error_response(status, detail, {"X-Content-Type-Options": "nosniff"})
+        response = error_response(status, detail, NO_SNIFFING)
         response.force_close()
         return response
 

