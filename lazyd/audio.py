@@ -9,6 +9,7 @@ for an mp3 is after the encoder delay), so a chunk planned from :func:`probe`'s 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,8 @@ ENERGY_FRAME_SECS = 0.02
 SMOOTHING_SECS = 0.3
 MIN_CHUNK_SECS = 5.0
 """No chunk is shorter than this or chunk_secs / 4, whichever is less; a shorter tail joins the chunk before."""
+MIN_PARALLEL_CHUNK_SECS = 30.0
+"""A recording is not cut finer than this to keep parallel decoders busy: one Whisper window."""
 GAP_SECS = 0.01
 """A jump ahead in frame timestamps longer than this is filled with silence when decoding."""
 SILENCE_RMS = 1e-4
@@ -97,20 +100,22 @@ def decode_window(path: str | os.PathLike, start: float, duration: float) -> np.
     return out[:filled]
 
 
-def plan_chunks(path: str | os.PathLike, duration: float, chunk_secs: float,
-                window_secs: float) -> list[tuple[float, float]]:
+def plan_chunks(path: str | os.PathLike, duration: float, chunk_secs: float, window_secs: float,
+                parallel: int = 1) -> list[tuple[float, float]]:
     """Split [0, duration] into contiguous chunks of about ``chunk_secs``, cut at the quietest moments.
 
-    Each cut starts at a multiple of ``chunk_secs`` and moves to the quietest point within
-    ``window_secs`` of it, so that no word is split. A short tail joins the chunk before it.
+    Each cut starts at a multiple of the nominal length (:func:`nominal_chunk_secs`) and moves to the
+    quietest point within ``window_secs`` of it, so that no word is split. A short tail joins the chunk
+    before it.
     """
     if duration <= 0 or chunk_secs <= 0 or window_secs < 0:
         raise ValueError(f"need duration > 0, chunk_secs > 0, window_secs >= 0; got "
                          f"{duration}, {chunk_secs}, {window_secs}")
-    min_chunk = min(MIN_CHUNK_SECS, chunk_secs / 4)
+    step = nominal_chunk_secs(duration, chunk_secs, parallel)
+    min_chunk = min(MIN_CHUNK_SECS, step / 4)
     cuts = [0.0]
-    for index in range(1, int((duration - min_chunk) // chunk_secs) + 1):
-        nominal = index * chunk_secs
+    for index in range(1, int((duration - min_chunk) // step) + 1):
+        nominal = index * step
         low = max(nominal - window_secs, cuts[-1] + min_chunk)
         high = min(nominal + window_secs, duration - min_chunk)
         if low > high:
@@ -118,6 +123,18 @@ def plan_chunks(path: str | os.PathLike, duration: float, chunk_secs: float,
         cuts.append(round(_quietest(path, low, high, nominal), 3) if low < high else low)
     cuts.append(duration)
     return list(zip(cuts, cuts[1:]))
+
+
+def nominal_chunk_secs(duration: float, chunk_secs: float, parallel: int = 1) -> float:
+    """``chunk_secs``; or, for ``parallel`` decoders, the length that gives each of them the same number of
+    chunks of at most ``chunk_secs`` (so that none idles at the end), and none shorter than
+    :data:`MIN_PARALLEL_CHUNK_SECS` (or ``chunk_secs``, if less). Fewer cuts than that would leave decoders
+    idle; more would cost words, since every cut changes how Whisper windows the speech around it."""
+    if parallel <= 1:
+        return chunk_secs
+    count = math.ceil(math.ceil(duration / chunk_secs) / parallel) * parallel
+    count = min(count, int(duration // min(MIN_PARALLEL_CHUNK_SECS, chunk_secs)))
+    return duration / count if count > 1 else chunk_secs
 
 
 @contextmanager

@@ -100,7 +100,10 @@ class ModelSpec:
     """auto, cpu, cuda (or metal); auto picks the best the backend can use here."""
     compute_type: str = "auto"
     cpu_threads: int = 0
-    """0 means one thread per core."""
+    """Threads for each decode running at once; 0 means the cores shared out among the ``parallel`` decodes."""
+    parallel: int = 1
+    """How many decodes the loaded model should be able to run at once (on CTranslate2, its inter-op
+    workers: several decodes sharing one copy of the weights)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class LoadedModel(ABC):
 
     description: str = ""
     """What was loaded, for logs and ``/health``: model, device, compute type, threads."""
+    parallel: int = 1
+    """How many :meth:`transcribe` calls may run at once, each on its own thread; a backend that sets
+    more than 1 keeps per-call state per thread (:meth:`detected_language` answers for the calling one)."""
 
     @abstractmethod
     def transcribe(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
@@ -125,8 +131,8 @@ class LoadedModel(ABC):
         """
 
     def detected_language(self) -> DetectedLanguage | None:
-        """The language the latest :meth:`transcribe` decoded in, once its segments have been consumed;
-        ``None`` when the backend cannot tell (or there was no speech to tell from)."""
+        """The language the latest :meth:`transcribe` on this thread decoded in, once its segments have
+        been consumed; ``None`` when the backend cannot tell (or there was no speech to tell from)."""
         return None
 
 

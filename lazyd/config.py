@@ -72,7 +72,8 @@ class TranscriptionConfig(JobOptions):
     device: str = "auto"
     compute_type: str = "auto"
     cpu_threads: int = 0
-    chunk_secs: float = 900.0
+    parallel: int = 0
+    chunk_secs: float = 240.0
     cut_window_secs: float = 30.0
     cut_overlap_secs: float = 2.0
 
@@ -97,6 +98,8 @@ class SchedulerConfig:
     stall_timeout_secs: float = 600.0
     cancel_grace_secs: float = 3.0
     poll_secs: float = 2.0
+    worker_niceness: int = 10
+    unload_idle_secs: float = 300.0
 
 
 @dataclass(frozen=True)

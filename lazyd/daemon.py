@@ -24,7 +24,7 @@ from .aio import stop_task
 from .config import Config
 from .files import make_private, remove_files
 from .inbox import Inbox, check_inbox
-from .jobs.backend_setup import worker_setup
+from .jobs.backend_setup import parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
@@ -65,6 +65,10 @@ class WorkerStatus:
     pid: int | None
     alive: bool
     model: str
+    parallel: int
+    """Chunks its model decodes at once."""
+    loaded: bool
+    """False while the model loads, and after it was unloaded for being idle (``unload_idle_secs``)."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,9 @@ class Daemon:
         self.upload_quota = upload_quota(config)
         self.backend = BackendStatus(scheduler=config.scheduler.enabled)
         self.scheduler: Scheduler | None = None
+        self.parallel = parallel_decodes(config, config.transcription.device)
+        """Chunks decoded at once, which recordings are planned for: this daemon's workers' once they are
+        chosen, else what the configuration gives on the CPU."""
         self.inboxes: list[Inbox] = []
         self.idle_inboxes: list[InboxStatus] = []
         """The ``[[inbox]]`` entries that do not run, each with its reason."""
@@ -187,6 +194,7 @@ class Daemon:
         log.info("backend %s on %s (%s)", choice.backend.name, choice.device, choice.reason)
         self.backend = BackendStatus(scheduler=True, backend=choice.backend.name, device=choice.device,
                                      reason=choice.reason)
+        self.parallel = setup.model.parallel
         self.scheduler = Scheduler(self.config, self.states, setup)
         self._start(self.scheduler.run(), "scheduler")
 
@@ -223,14 +231,14 @@ class Daemon:
         (not audio, too long, over the quota) is removed and the error raised."""
         job = await queue_file(self.states, self.config, audio, creator_id=creator_id,
                                quota=quota or self.upload_quota, source=source,
-                               options=stored_options(options or JobOverrides()))
+                               options=stored_options(options or JobOverrides()), parallel=self.parallel)
         self._wake_scheduler()
         return job
 
     async def submit_file(self, path: Path, *, creator_id: int, options: Any = None,
                           source: str = "cli") -> Transcription:
         """Queue a file where it lies, without copying it and without the upload limits (``lazyd transcribe``)."""
-        checked = await asyncio.to_thread(inspect, path, self.config, False)
+        checked = await asyncio.to_thread(inspect, path, self.config, self.parallel, False)
         job, _ = await self.states.enqueue(
             creator_id, Quota(None, None), audio_len_secs=checked.info.duration,
             chunk_size_secs=self.config.transcription.chunk_secs,

@@ -101,14 +101,16 @@ async def client(aiohttp_client: Callable, config: Config) -> TestClient:
     return await aiohttp_client(ApiTestServer(create_app(config)))
 
 
-def fake_sections(control: Path, **scheduler: object) -> dict[str, dict]:
-    """Configuration that runs the FAKE tone backend (tests/fake_backend.py) with short timings."""
+def fake_sections(control: Path, parallel: int = 1, **scheduler: object) -> dict[str, dict]:
+    """Configuration that runs the FAKE tone backend (tests/fake_backend.py) with short timings, decoding
+    ``parallel`` chunks at once."""
     control.parent.mkdir(parents=True, exist_ok=True)
     if not control.exists():
         control.write_text("{}")
     return {
         "transcription": {"backend": "fake", "model": str(control), "chunk_secs": 8.0, "cut_window_secs": 1.0,
-                          "cut_overlap_secs": 0.0},  # each call hears its own chunk only (see calls.log)
+                          "cut_overlap_secs": 0.0,  # each call hears its own chunk only (see calls.log)
+                          "parallel": parallel},
         "limits": {"min_audio_secs": 1.0},
         "scheduler": {"enabled": True, "lease_secs": 3.0, "poll_secs": 0.2, "retry_backoff_secs": 0.2, "stall_timeout_secs": 5.0,
                       "cancel_grace_secs": 1.0, **scheduler},

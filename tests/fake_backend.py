@@ -3,14 +3,16 @@
 Each second of audio becomes one segment whose text names the tone's frequency in that second, to
 the nearest 100 Hz (``tone400``), estimated from zero crossings, so the transcript depends on the audio and on where the
 chunk starts, like a real one. The behaviour is steered by a JSON control file whose path is configured
-as the model name:
+as the model name; it decodes as many chunks at once as ``[transcription] parallel`` asks for:
 
     {"delay": 0.05,                               seconds to spend per segment
      "misbehave": {"mode": "segfault" | "sigkill" | "exception" | "hang",
-                   "calls": [2]}}                 which transcribe calls (1-based, counted across restarts)
+                   "calls": [2],                  which transcribe calls (1-based, counted across restarts)
+                   "heard": ["tone1900"]}}        and which calls whose audio starts with these tones
 
 Every call is appended to ``calls.log`` beside the control file: ``<call> <samples> <first text>``, and
-the decoding options it was given to ``options.jsonl``, one JSON object per call.
+the decoding options it was given to ``options.jsonl``, one JSON object per call. ``running`` holds how
+many calls are decoding now, ``most_running`` the most there ever were at once.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import dataclasses
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,9 +33,12 @@ from lazyd import SAMPLE_RATE, Backend, DeviceSupport, LoadedModel, ModelSpec, S
 
 
 class FakeModel(LoadedModel):
-    def __init__(self, control: Path) -> None:
+    def __init__(self, control: Path, parallel: int) -> None:
         self.control = control
         self.description = f"FAKE tone detector ({control.name})"
+        self.parallel = parallel
+        self._files = threading.Lock()
+        self._running = 0
 
     def _settings(self) -> dict:
         return json.loads(self.control.read_text())
@@ -44,19 +50,32 @@ class FakeModel(LoadedModel):
         return call
 
     def transcribe(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
-        settings, call = self._settings(), self._next_call()
         seconds = round(len(audio) / SAMPLE_RATE)
         texts = [_tone_name(audio[n * SAMPLE_RATE:(n + 1) * SAMPLE_RATE]) for n in range(seconds)]
-        with self.control.with_name("options.jsonl").open("a") as log:
-            log.write(json.dumps(dataclasses.asdict(options)) + "\n")
-        with self.control.with_name("calls.log").open("a") as log:
-            log.write(f"{call} {len(audio)} {texts[0] if texts else '-'}\n")
+        with self._files:  # several calls run at once when the model is loaded with parallel > 1
+            settings, call = self._settings(), self._next_call()
+            with self.control.with_name("options.jsonl").open("a") as log:
+                log.write(json.dumps(dataclasses.asdict(options)) + "\n")
+            with self.control.with_name("calls.log").open("a") as log:
+                log.write(f"{call} {len(audio)} {texts[0] if texts else '-'}\n")
         misbehave = settings.get("misbehave", {})
-        for n, text in enumerate(texts):
-            if n == 1 and call in misbehave.get("calls", []):
-                _misbehave(misbehave["mode"])
-            time.sleep(settings.get("delay", 0.0))
-            yield Segment(float(n), float(n + 1), text, avg_logprob=-0.1, no_speech_prob=0.01)
+        self._count_running(+1)
+        try:
+            for n, text in enumerate(texts):
+                if n == 1 and (call in misbehave.get("calls", []) or texts[0] in misbehave.get("heard", [])):
+                    _misbehave(misbehave["mode"])
+                time.sleep(settings.get("delay", 0.0))
+                yield Segment(float(n), float(n + 1), text, avg_logprob=-0.1, no_speech_prob=0.01)
+        finally:
+            self._count_running(-1)
+
+    def _count_running(self, change: int) -> None:
+        with self._files:
+            self._running += change
+            most = self.control.with_name("most_running")
+            if self._running > (int(most.read_text()) if most.exists() else 0):
+                most.write_text(str(self._running))
+            self.control.with_name("running").write_text(str(self._running))
 
 
 def _tone_name(second: numpy.ndarray) -> str:
@@ -87,7 +106,7 @@ class FakeBackend(Backend):
         return [DeviceSupport("cpu", True, "a fake runs anywhere")]
 
     def load(self, spec: ModelSpec) -> LoadedModel:
-        return FakeModel(Path(spec.model))
+        return FakeModel(Path(spec.model), spec.parallel)
 
 
 @hookimpl

@@ -125,6 +125,8 @@ class Daemons:
     control: Path
     started: list[subprocess.Popen] = field(default_factory=list)
     worker_pids: set[int] = field(default_factory=set)
+    parallel: int = 1
+    """Chunks the worker decodes at once."""
 
     @property
     def data_dir(self) -> Path:
@@ -139,6 +141,7 @@ class Daemons:
             "LAZYD_TRANSCRIPTION__CHUNK_SECS": str(CHUNK_SECS),
             "LAZYD_TRANSCRIPTION__CUT_WINDOW_SECS": "1",
             "LAZYD_TRANSCRIPTION__CUT_OVERLAP_SECS": "0",  # each fake call hears its own chunk (calls.log)
+            "LAZYD_TRANSCRIPTION__PARALLEL": str(self.parallel),
             "LAZYD_LIMITS__MIN_AUDIO_SECS": "1",
             "LAZYD_SCHEDULER__LEASE_SECS": str(LEASE_SECS),
             "LAZYD_SCHEDULER__POLL_SECS": "0.2",
@@ -359,6 +362,44 @@ async def test_a_killed_daemon_resumes_the_job_at_its_first_unfinished_chunk(dae
     for number in done_before:
         assert calls.count(first_texts[number]) == 1, f"chunk {number} was transcribed again"
 
+    second.process.send_signal(signal.SIGTERM)
+    assert await second.exit_status() == 0
+
+
+async def wait_with_chunks_in_flight(session: aiohttp.ClientSession, headers: dict[str, str], job_id: int,
+                                     control: Path, in_flight: int) -> None:
+    """Until a chunk is committed and ``in_flight`` chunks after it have been started by the fake."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        committed = (await transcript(session, headers, job_id))["total"]
+        if 1 <= committed and len(fake_calls(control)) >= committed + in_flight:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the job never had a chunk done with {in_flight} more running")
+
+
+async def test_a_daemon_killed_with_several_chunks_in_flight_resumes_with_none_lost_or_doubled(
+        daemons, database, control, tmp_path):
+    daemons.parallel = 3
+    first = await daemons.start()
+    headers, job_id, worker = await upload_tones(first, tmp_path)
+    async with first.session() as session:
+        await wait_with_chunks_in_flight(session, headers, job_id, control, in_flight=2)
+
+    first.process.send_signal(signal.SIGKILL)
+    assert await first.exit_status() == -signal.SIGKILL
+    assert await wait_until_gone(worker, timeout=5)
+    done_before = await database.chunk_counts(job_id)
+    calls_before = fake_calls(control)
+    assert done_before == {number: 1 for number in range(len(done_before))}, "chunks are committed in order"
+    assert len(calls_before) >= len(done_before) + 2, "several chunks were decoding when the daemon was killed"
+
+    second = await daemons.start()
+    texts = await assert_completed_exactly_once(second, database, headers, job_id, timeout=RESUME_DEADLINE)
+    first_texts = [text.split()[0] for text in texts]
+    calls_after = fake_calls(control)[len(calls_before):]
+    assert sorted(calls_after) == sorted(first_texts[n] for n in range(5) if n not in done_before), (
+        "after the restart the fake should see exactly the chunks that were not committed, each once")
     second.process.send_signal(signal.SIGTERM)
     assert await second.exit_status() == 0
 

@@ -7,6 +7,7 @@ import inspect
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from lazyd_faster_whisper import (FasterWhisperBackend, FasterWhisperModel, Mode
 
 import corpus
 from lazyd import hookspecs
-from lazyd.backend import Backend, ModelSpec, Segment, TranscribeOptions
+from lazyd.backend import Backend, DetectedLanguage, ModelSpec, Segment, TranscribeOptions
 from speech import LECTURE_SENTENCES, joined_speech_file, read_16k, speech_file
 from wer import wer, word_errors
 
@@ -251,12 +252,10 @@ def test_batched_decoding_gives_sentence_segments(model: FasterWhisperModel, lec
 def test_batched_decoding_of_long_speech_keeps_every_sentence(model: FasterWhisperModel,
                                                               long_lecture: numpy.ndarray) -> None:
     segments = list(model.transcribe(long_lecture, TranscribeOptions(batch_size=8, word_timestamps=False)))
-    pipeline = model._pipeline()
 
     assert wer(" ".join(LONG_LECTURE), text_of(segments)) <= 0.1, text_of(segments)
     assert_ordered_within(segments, long_lecture)
     assert len(segments) >= len(LONG_LECTURE) and all(segment.words is None for segment in segments)
-    assert model._pipeline() is pipeline, "the batched pipeline is made once per loaded model"
 
 
 def test_word_error_rate_normalises_like_the_corpus_readme() -> None:
@@ -307,3 +306,32 @@ def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWh
 
     assert len(per_file) >= 14
     assert total_edits / total_words <= 0.05, "; ".join(per_file)
+
+
+def test_a_model_loaded_for_parallel_decodes_gives_each_thread_its_own_text_words_and_language(
+        backend: FasterWhisperBackend, lecture: numpy.ndarray, long_lecture: numpy.ndarray) -> None:
+    """Two decodes at once on one model: word timing and the detected language are per call, so each
+    decode gives what it gives on its own (run first, on the same model, one after the other)."""
+    shared = backend.load(ModelSpec(device="cpu", parallel=2, cpu_threads=1))
+    assert shared.parallel == 2 and "2 decodes at once" in shared.description
+    options = TranscribeOptions(word_timestamps=True)
+    recordings = {"short": lecture, "long": long_lecture}
+    alone = {name: list(shared.transcribe(audio, options)) for name, audio in recordings.items()}
+    together: dict[str, list[Segment]] = {}
+    languages: dict[str, DetectedLanguage | None] = {}
+
+    def decode(name: str) -> None:
+        together[name] = list(shared.transcribe(recordings[name], options))
+        languages[name] = shared.detected_language()
+
+    threads = [threading.Thread(target=decode, args=(name,)) for name in recordings]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    for name, segments in alone.items():
+        assert text_of(together[name]) == text_of(segments), name
+        assert [segment.words for segment in together[name]] == [segment.words for segment in segments], (
+            f"{name}: the words of one decode were timed against the other's windows")
+        assert languages[name] == DetectedLanguage("en", 1.0)

@@ -24,7 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from conftest import Accounts, fake_sections
-from lazyd.store import Transcription
+from lazyd.store import Transcription, TranscriptionChunk
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
 from pipeline_helpers import TONES, chunk_texts, expected_text, tone_sequence, upload, wait_for_state
@@ -44,11 +44,13 @@ class Fake:
     def __init__(self, control: Path) -> None:
         self.control = control
 
-    def steer(self, delay: float = 0.0, mode: str | None = None, calls: tuple[int, ...] = ()) -> None:
-        """Spend ``delay`` seconds per segment; misbehave in ``mode`` on the given calls (1-based)."""
+    def steer(self, delay: float = 0.0, mode: str | None = None, calls: tuple[int, ...] = (),
+              heard: tuple[str, ...] = ()) -> None:
+        """Spend ``delay`` seconds per segment; misbehave in ``mode`` on the given calls (1-based), and on
+        those whose audio starts with a tone in ``heard``."""
         settings: dict[str, Any] = {"delay": delay}
         if mode is not None:
-            settings["misbehave"] = {"mode": mode, "calls": list(calls)}
+            settings["misbehave"] = {"mode": mode, "calls": list(calls), "heard": list(heard)}
         self.control.parent.mkdir(parents=True, exist_ok=True)
         self.control.write_text(json.dumps(settings))
 
@@ -58,11 +60,22 @@ class Fake:
         lines = log.read_text().split("\n")[:-1] if log.exists() else []  # not a line still being written
         return [(int(call), first) for call, _samples, first in (line.split() for line in lines)]
 
+    def running(self) -> int:
+        """How many calls are decoding now."""
+        return self._number("running")
+
+    def most_running(self) -> int:
+        """The most calls that ever decoded at once."""
+        return self._number("most_running")
+
+    def _number(self, name: str) -> int:
+        path = self.control.with_name(name)
+        text = path.read_text() if path.exists() else ""
+        return int(text) if text.strip() else 0
+
     def count(self) -> int:
         """The fake's call counter; 0 in the instant it rewrites the file."""
-        counter = self.control.with_name("calls.count")
-        text = counter.read_text() if counter.exists() else ""
-        return int(text) if text.strip() else 0
+        return self._number("calls.count")
 
 
 class Events:
@@ -79,7 +92,7 @@ class Events:
                 self.received.append(message.json())
 
     def states(self, job_id: int) -> list[str]:
-        return [event["state"] for event in self._of(job_id, "state")]
+        return [event["state"] for event in self.of(job_id, "state")]
 
     async def history(self, job_id: int, until: str) -> list[str]:
         """The states the job went through, once the event of reaching ``until`` has come in."""
@@ -87,9 +100,9 @@ class Events:
         return self.states(job_id)
 
     def segments(self, job_id: int, chunk_no: int) -> int:
-        return sum(event["chunk_order"] == chunk_no for event in self._of(job_id, "segment"))
+        return sum(event["chunk_order"] == chunk_no for event in self.of(job_id, "segment"))
 
-    def _of(self, job_id: int, kind: str) -> list[dict[str, Any]]:
+    def of(self, job_id: int, kind: str) -> list[dict[str, Any]]:
         return [event for event in self.received
                 if event["type"] == kind and event.get("transcription_id") == job_id]
 
@@ -406,6 +419,69 @@ async def test_cancelling_a_queued_job_means_it_never_runs(start_daemon, fake):
     assert fake.calls() == [(1, "tone300"), (2, "tone300")]
 
 
+# -- several chunks at once ---------------------------------------------------------------------------------
+
+FORTY_TONES = TONES + TONES
+"""Five chunks of 8 s: with three decoded at once, the later ones start before the first is committed."""
+
+
+async def chunk_rows(job_id: int) -> list[TranscriptionChunk]:
+    """The job's chunk rows in the order they were committed (row ids grow with each insert)."""
+    query = TranscriptionChunk.select().where(TranscriptionChunk.transcription == job_id)
+    return sorted(await TranscriptionChunk._meta.database.list(query), key=lambda row: row.id)
+
+
+async def test_chunks_decoded_at_once_are_committed_in_order_each_exactly_once(start_daemon, fake):
+    fake.steer(delay=0.05)  # chunk 0 costs as much as any other: each chunk takes 0.4 s
+    daemon = await start_daemon(parallel=3)
+    alice = await daemon.login("alice")
+    job_id = await alice.submit(FORTY_TONES)
+    assert (await alice.wait_until(job_id, "completed", "processing_fail"))["current_state"] == "completed"
+    assert fake.most_running() == 3, "three chunks should have been decoded at once"
+    assert sorted(first for _, first in fake.calls()) == sorted(f"tone{freq}" for freq in FORTY_TONES[::8])
+    rows = await chunk_rows(job_id)
+    assert [row.chunk_no for row in rows] == [0, 1, 2, 3, 4], "chunks were committed out of order"
+    assert " ".join(row.text for row in rows) == expected_text(FORTY_TONES)
+    segments = alice.events.of(job_id, "segment")
+    assert [event["text"] for event in segments] == [f"tone{freq}" for freq in FORTY_TONES], (
+        "the live stream should carry each segment once, in the order of the recording")
+    assert [event["start"] for event in segments] == sorted(event["start"] for event in segments)
+
+
+async def test_cancel_stops_every_chunk_in_flight(start_daemon, fake):
+    fake.steer(delay=0.5)  # each chunk takes 4 s
+    daemon = await start_daemon(parallel=3, cancel_grace_secs=5)  # they must stop by themselves
+    alice = await daemon.login("alice")
+    worker = await daemon.worker_pid()
+    job_id = await alice.submit(FORTY_TONES)
+    await eventually(lambda: fake.running() == 3)
+    response = await alice.cancel(job_id)
+    assert response.status == 200
+    cancelled_at = time.monotonic()
+    await eventually(lambda: fake.running() == 0)
+    assert time.monotonic() - cancelled_at < 3.0, "the chunks in flight did not stop at their next segment"
+    info = await alice.wait_until(job_id, "cancelled", "completed_partially")
+    assert info["current_state"] == "cancelled" and await chunk_texts(job_id) == []
+    assert len(fake.calls()) == 3, "no chunk should start after the cancel"
+    fake.steer()
+    next_job = await alice.submit(TONES[:3], name="next")
+    assert (await alice.wait_until(next_job, "completed"))["current_state"] == "completed"
+    assert await daemon.worker_pid() == worker
+
+
+async def test_a_failing_chunk_fails_the_attempt_and_keeps_the_chunks_committed_before_it(start_daemon, fake):
+    fake.steer(delay=0.2, mode="exception", heard=("tone1900",))  # chunk 2 fails while chunks 0 and 1 decode
+    daemon = await start_daemon(parallel=3, max_attempts=1)
+    alice = await daemon.login("alice")
+    job_id = await alice.submit(FORTY_TONES)
+    info = await alice.wait_until(job_id, "completed_partially", "processing_fail", "completed")
+    assert info["current_state"] == "completed_partially"
+    assert "told to fail" in (await Transcription.aget_by_id(job_id)).last_error
+    assert [row.chunk_no for row in await chunk_rows(job_id)] == [0, 1]
+    await eventually(lambda: fake.running() == 0)
+    assert await daemon.answers()
+
+
 # -- retry --------------------------------------------------------------------------------------------------
 
 async def test_retrying_a_failed_job_runs_it_again_from_the_start(start_daemon, fake):
@@ -470,6 +546,33 @@ async def test_a_worker_that_dies_while_idle_is_replaced_before_the_next_job(sta
     assert await alice.events.history(job_id, "completed") == ["queued", "in_progress", "completed"]
     assert fake.calls() == ALL_CHUNKS_ONCE
     assert await daemon.worker_pid() == replacement
+
+
+@SQLITE_ONLY
+async def test_an_idle_worker_unloads_its_model_and_the_next_job_loads_it_again(start_daemon, fake):
+    daemon = await start_daemon(unload_idle_secs=1.0)
+    alice = await daemon.login("alice")
+    first_worker = await daemon.worker_pid()
+
+    async def unloaded() -> bool:
+        workers = (await (await daemon.client.get("/health")).json())["backend"]["workers"]
+        return workers == [{"slot": 0, "pid": None, "alive": False, "model": "", "parallel": 0, "loaded": False}]
+
+    await eventually(unloaded)
+    assert not process_exists(first_worker), "an unloaded model's worker process should be gone"
+    job_id = await alice.submit(TONES)
+    assert (await alice.wait_until(job_id, "completed", "processing_fail"))["current_state"] == "completed"
+    assert fake.calls() == ALL_CHUNKS_ONCE
+    workers = (await (await daemon.client.get("/health")).json())["backend"]["workers"]
+    assert [(worker["loaded"], worker["parallel"]) for worker in workers] == [(True, 1)]
+    assert workers[0]["pid"] != first_worker
+
+
+@SQLITE_ONLY
+async def test_the_worker_runs_at_a_lower_priority_than_the_daemon(start_daemon, fake):
+    daemon = await start_daemon(worker_niceness=7)
+    worker = await daemon.worker_pid()
+    assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
 
 
 # -- the database -------------------------------------------------------------------------------------------

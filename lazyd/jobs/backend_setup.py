@@ -12,26 +12,38 @@ from .states import RetryPolicy
 from .worker import WorkerSetup
 
 
+MAX_AUTO_PARALLEL = 8
+"""``parallel = 0`` decodes at most this many chunks at once: beyond it, each decode's own memory (its
+chunk's audio and features, tens of MB for a few minutes) outweighs what one more core brings."""
+
+
 def model_spec(config: Config, choice: BackendChoice) -> ModelSpec:
     settings = config.transcription
     return ModelSpec(model=settings.model or "", models_dir=settings.models_dir or str(config.data_path / "models"),
-                     device=choice.device, compute_type=settings.compute_type,
-                     cpu_threads=settings.cpu_threads or default_cpu_threads())
+                     device=choice.device, compute_type=settings.compute_type, cpu_threads=settings.cpu_threads,
+                     parallel=parallel_decodes(config, choice.device))
 
 
-def default_cpu_threads() -> int:
-    """One core fewer than the machine has, at least one: the daemon keeps a core to answer the API.
+def parallel_decodes(config: Config, device: str) -> int:
+    """How many chunks of a job each worker decodes at once: ``[transcription] parallel``, or when that is 0,
+    on the CPU one per core (shared among the scheduler's workers) and on a GPU one.
 
-    Measured on 2 cores (bench/transcribe.py): tiny.en decoded 30% faster with 1 thread than with 2, and
-    API latency under load stayed within its target only when the worker left a core free.
+    Measured on 2 cores (issue 10, bench/transcribe.py): tiny.en decodes no faster with 2 threads than with
+    1, but two chunks decoded at once, one thread each, finish in half the time. The workers run at a lower
+    priority (``worker_niceness``), so every core can be theirs without slowing the API down.
     """
-    return max(1, (os.cpu_count() or 1) - 1)
+    if config.transcription.parallel > 0:
+        return config.transcription.parallel
+    if device not in ("cpu", "auto"):
+        return 1
+    return max(1, min(MAX_AUTO_PARALLEL, (os.cpu_count() or 1) // max(1, config.scheduler.workers)))
 
 
 def worker_setup(config: Config, registry: Registry) -> tuple[WorkerSetup, BackendChoice]:
     """The backend chosen for this host (raises :class:`lazyd.registry.PluginError` when there is none)."""
     choice = registry.choose_backend(config.transcription.backend, config.transcription.device)
-    setup = WorkerSetup(choice.backend.name, model_spec(config, choice), config.plugins.modules)
+    setup = WorkerSetup(choice.backend.name, model_spec(config, choice), config.plugins.modules,
+                        config.scheduler.worker_niceness)
     return setup, choice
 
 

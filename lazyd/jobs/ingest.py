@@ -152,8 +152,9 @@ class Inspection:
     plan: list[tuple[float, float]]
 
 
-def inspect(path: Path, config: Config, enforce_limits: bool = True) -> Inspection:
-    """Probe and check the limits, then plan the chunks. Blocking: run it in a thread."""
+def inspect(path: Path, config: Config, parallel: int, enforce_limits: bool = True) -> Inspection:
+    """Probe and check the limits, then plan the chunks for ``parallel`` decodes at once. Blocking: run it
+    in a thread."""
     info = probe(path)
     limits = config.limits
     too_short, too_long = info.duration < limits.min_audio_secs, info.duration > limits.max_audio_secs
@@ -161,7 +162,8 @@ def inspect(path: Path, config: Config, enforce_limits: bool = True) -> Inspecti
         raise DurationOutOfRange(f"Audio duration must be between {limits.min_audio_secs:g} and "
                          f"{limits.max_audio_secs:g} seconds. Provided file is {info.duration:.2f} seconds long.")
     settings = config.transcription
-    return Inspection(info, plan_chunks(path, info.duration, settings.chunk_secs, settings.cut_window_secs))
+    return Inspection(info, plan_chunks(path, info.duration, settings.chunk_secs, settings.cut_window_secs,
+                                        parallel))
 
 
 def upload_quota(config: Config) -> Quota:
@@ -195,10 +197,10 @@ def display_name(filename: str) -> str:
 
 
 async def queue_file(states: JobStates, config: Config, stored: StoredFile, *, creator_id: int, quota: Quota,
-                     source: str, options: dict[str, Any]) -> Transcription:
+                     source: str, options: dict[str, Any], parallel: int) -> Transcription:
     """Check the stored file and queue it; on any refusal the file is removed and the error re-raised."""
     try:
-        checked = await asyncio.to_thread(inspect, stored.path, config)
+        checked = await asyncio.to_thread(inspect, stored.path, config, parallel)
         job, removed = await states.enqueue(
             creator_id, quota, audio_len_secs=checked.info.duration,
             chunk_size_secs=config.transcription.chunk_secs, chunk_plan=[list(span) for span in checked.plan],

@@ -15,17 +15,19 @@ import logging
 import secrets
 import socket
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
-from ..backend import DetectedLanguage, Segment
+from ..backend import DetectedLanguage, Segment, Word
 from ..config import Config
-from ..options import JobOptions, load_options
+from ..options import JobOptions, TranscribeOptions, load_options
 from ..store import Transcription, TranscriptionChunk
 from .cuts import Span, last_word
 from .events import EventHub
 from .states import ChunkResult, JobStates
-from .worker import ChunkRequest, Timeouts, WorkerDied, WorkerError, WorkerProcess, WorkerSetup, WorkerStartFailed
+from .worker import ChunkDone, ChunkRequest, Timeouts, WorkerDied, WorkerError, WorkerProcess, WorkerSetup, WorkerStartFailed
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,57 @@ class Run:
     worker: WorkerProcess
     owner: str
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How a job's chunks are decoded: the worker's options, the seconds decoded past each cut, and whether
+    the job keeps word timings (the worker may time words only to place the cuts)."""
+
+    options: TranscribeOptions
+    overlap: float
+    with_words: bool
+
+
+@dataclass
+class Unit:
+    """One chunk being decoded. What it hears is kept (:meth:`Span.own_part`) only once it is its turn,
+    that is once the chunk before is committed and its last word known; from then on each segment is kept
+    and published as it comes."""
+
+    number: int
+    span: Span
+    with_words: bool
+    publish: Callable[[Segment], None]
+    heard: list[Segment] = field(default_factory=list)
+    kept: list[Segment] = field(default_factory=list)
+    timed: list[Segment] = field(default_factory=list)
+    """What was kept, with word timings, whether or not the job keeps them: the next cut needs them."""
+    its_turn: bool = False
+
+    def hear(self, segment: Segment) -> None:
+        """A segment from the worker, in chunk time."""
+        self.heard.append(segment.shifted(self.span.decode_start))
+        if self.its_turn:
+            self._keep(self.heard[-1])
+
+    def take_turn(self, after: Word | None) -> None:
+        """The chunk before is committed, ending with ``after``: keep what was heard so far."""
+        if not self.its_turn:
+            self.span, self.its_turn = replace(self.span, after=after), True
+            for segment in self.heard:
+                self._keep(segment)
+
+    def _keep(self, segment: Segment) -> None:
+        if (own := self.span.own_part(segment)) is not None:
+            self.timed.append(own)
+            self.kept.append(own if self.with_words else replace(own, words=None))
+            self.publish(self.kept[-1])
+
+    def result(self, language: DetectedLanguage | None) -> ChunkResult:
+        text = " ".join(segment.text.strip() for segment in self.kept if segment.text.strip())
+        return ChunkResult(self.number, self.span.start, self.span.end, text,
+                           [segment.to_json() for segment in self.kept], language)
 
 
 @dataclass
@@ -78,10 +131,18 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._cancels: dict[int, asyncio.Event] = {}
         self._workers: dict[int, WorkerProcess] = {}
+        self._unload_after = config.scheduler.unload_idle_secs
 
     def worker_descriptions(self) -> list[dict[str, object]]:
-        return [{"slot": slot, "pid": worker.pid, "alive": worker.alive, "model": worker.description}
-                for slot, worker in sorted(self._workers.items())]
+        """Every slot's worker; a slot whose model was unloaded after being idle shows ``loaded`` false."""
+        described: list[dict[str, object]] = []
+        for slot in range(self.config.scheduler.workers):
+            worker = self._workers.get(slot)
+            described.append({"slot": slot, "pid": None, "alive": False, "model": "", "parallel": 0, "loaded": False}
+                             if worker is None else
+                             {"slot": slot, "pid": worker.pid, "alive": worker.alive, "model": worker.description,
+                              "parallel": worker.capacity, "loaded": worker.alive and bool(worker.description)})
+        return described
 
     def wake(self) -> None:
         """A job was queued: look now instead of at the next poll."""
@@ -102,22 +163,37 @@ class Scheduler:
                 group.create_task(self._slot(slot))
 
     async def _slot(self, slot: int) -> None:
+        """Run one job after another on this slot's worker; the worker is started at once and kept loaded
+        between jobs, until it has been idle for ``unload_idle_secs`` (then the next job starts it again)."""
         worker: WorkerProcess | None = None
+        unloaded = False
+        idle_since = time.monotonic()
         try:
             while True:
-                worker = self._workers[slot] = await self._warm_worker(worker)
+                if not unloaded:
+                    worker = self._workers[slot] = await self._warm_worker(worker)
                 job = await self._claim(f"{self.owner}{slot}")
                 if job is None:
+                    if not unloaded and self._idle_too_long(idle_since):
+                        log.info("worker %s idle for %.0f s: unloading its model", worker.pid, self._unload_after)
+                        await self._workers.pop(slot).close()
+                        worker, unloaded = None, True
                     await self._idle()
                     continue
-                if worker.setup != (needed := self._setup_for(job)):
-                    await worker.close()
-                    worker = self._workers[slot] = await self._warm_worker(None, needed)
+                if worker is None or worker.setup != self._setup_for(job):
+                    if worker is not None:
+                        await worker.close()
+                    worker = self._workers[slot] = await self._warm_worker(None, self._setup_for(job))
+                unloaded = False
                 await self._run_job(Run(job, worker, job.lease_owner))
+                idle_since = time.monotonic()
         finally:
             self._workers.pop(slot, None)
             if worker is not None:
                 await asyncio.shield(worker.close())
+
+    def _idle_too_long(self, since: float) -> bool:
+        return 0 < self._unload_after <= time.monotonic() - since
 
     def _setup_for(self, job: Transcription) -> WorkerSetup:
         """The daemon's model, or the one the job asks for (an inbox can name its own)."""
@@ -191,47 +267,64 @@ class Scheduler:
         await self.states.release(run.job.id, run.owner)
 
     async def _run_chunks(self, run: Run) -> bool:
-        """Every unfinished chunk in order; ``False`` when the job was cancelled or its lease lost.
+        """Every unfinished chunk, up to the worker's capacity at once, each committed in order once those
+        before it are; ``False`` when the job was cancelled or its lease lost.
 
         Each chunk is decoded a little past its cuts and keeps the words that are its own (:mod:`.cuts`),
-        which depends on the last word of the chunk before, read back from the database when the job
-        resumes there. The chunk before's text is not given as a prompt: measured in issue 9, that made
-        tiny.en skip whole windows (WER 3.8% to 23% on the joined corpus cut every 60 s).
+        which depends on the last word of the chunk before: a chunk decoded ahead of its turn waits with
+        what it heard until the chunk before is committed (read back from the database when the job resumes
+        there). The chunk before's text is not given as a prompt: measured in issue 9, that made tiny.en
+        skip whole windows (WER 3.8% to 23% on the joined corpus cut every 60 s).
         """
-        job, worker, cancelled = run.job, run.worker, run.cancelled
+        job, cancelled = run.job, run.cancelled
         done = await self._finished_chunks(job.id)
+        pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
+        if not pending:
+            return not cancelled.is_set()
+        decoding = self._decoding(job)
+        progress = Progress(job.audio_len_secs, time.monotonic(), pending[0][1][0])
+        after = last_word(await self._chunk_segments(job.id, pending[0][0] - 1)) if pending[0][0] > 0 else None
+        waiting = iter(pending)
+        in_flight: deque[tuple[Unit, asyncio.Task[ChunkDone | None]]] = deque()
+        try:
+            while True:
+                while len(in_flight) < run.worker.capacity and not cancelled.is_set() and (
+                        chunk := next(waiting, None)) is not None:
+                    in_flight.append(self._start_unit(run, chunk, decoding, progress))
+                if not in_flight:
+                    return not cancelled.is_set()
+                unit, decoded = in_flight[0]
+                unit.take_turn(after)
+                if await decoded is None:
+                    return False
+                if not await self.states.save_chunk(job.id, run.owner, unit.result(decoded.result().language)):
+                    return False
+                in_flight.popleft()
+                after = last_word(unit.timed)
+        finally:  # after a failure, stop the chunks still decoding (a cancel stops each within its grace)
+            if not cancelled.is_set():
+                for _, task in in_flight:
+                    task.cancel()
+            await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
+
+    def _decoding(self, job: Transcription) -> Decoding:
         options = job_options(self.config, job).decoding()
         overlap = self.config.transcription.cut_overlap_secs if options.batch_size == 0 else 0.0
         # Batched decoding's word times are too rough to tell the words at a cut apart (measured in issue 9
         # with bench/transcribe.py: 18.3% WER with the overlap, 6.9% without), so its chunks end at their cuts.
-        with_words = options.word_timestamps
         if overlap > 0:  # the words at a cut are told apart by their times, so the worker must give them
-            options = replace(options, word_timestamps=True)
-        pending = [(number, span) for number, span in enumerate(job.chunk_plan) if number not in done]
-        resumed_at = pending[0][1][0] if pending else job.audio_len_secs
-        progress = Progress(job.audio_len_secs, time.monotonic(), resumed_at)
-        previous = await self._chunk_segments(job.id, pending[0][0] - 1) if pending and pending[0][0] > 0 else []
-        for chunk_no, (start, end) in pending:
-            if cancelled.is_set():  # a cancel that came between two chunks: do not start the next one
-                return False
-            segments: list[Segment] = []
-            timed: list[Segment] = []
-            span = Span.around(start, end, job.audio_len_secs, overlap, last_word(previous))
+            return Decoding(replace(options, word_timestamps=True), overlap, options.word_timestamps)
+        return Decoding(options, overlap, options.word_timestamps)
 
-            def on_segment(segment: Segment, chunk_no: int = chunk_no, span: Span = span) -> None:
-                if (own := span.own_part(segment.shifted(span.decode_start))) is not None:
-                    timed.append(own)
-                    segments.append(own if with_words else replace(own, words=None))
-                    self._publish_segment(job, chunk_no, segments[-1], progress)
-
-            request = ChunkRequest(job.audio_path, span.decode_start, span.decode_end, options)
-            if (finished := await worker.transcribe(request, on_segment, cancelled)) is None:
-                return False
-            result = _chunk_result(chunk_no, start, end, segments, finished.language)
-            if not await self.states.save_chunk(job.id, run.owner, result):
-                return False
-            previous = timed
-        return not cancelled.is_set()
+    def _start_unit(self, run: Run, chunk: tuple[int, tuple[float, float]], decoding: Decoding,
+                    progress: Progress) -> tuple[Unit, asyncio.Task[ChunkDone | None]]:
+        job = run.job
+        number, (start, end) = chunk
+        span = Span.around(start, end, job.audio_len_secs, decoding.overlap)
+        unit = Unit(number, span, decoding.with_words,
+                    lambda segment: self._publish_segment(job, number, segment, progress))
+        request = ChunkRequest(job.audio_path, span.decode_start, span.decode_end, decoding.options)
+        return unit, asyncio.create_task(run.worker.transcribe(request, unit.hear, run.cancelled))
 
     def _publish_segment(self, job: Transcription, chunk_no: int, segment: Segment, progress: Progress) -> None:
         self.events.publish(job.creator_id, "segment", transcription_id=job.id, chunk_order=chunk_no,
@@ -273,10 +366,6 @@ class Scheduler:
             return True
 
 
-def _chunk_result(chunk_no: int, start: float, end: float, segments: list[Segment],
-                  language: DetectedLanguage | None) -> ChunkResult:
-    text = " ".join(segment.text.strip() for segment in segments if segment.text.strip())
-    return ChunkResult(chunk_no, start, end, text, [segment.to_json() for segment in segments], language)
 
 
 def _rounded(value: float | None) -> float | None:

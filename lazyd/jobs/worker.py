@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,9 +40,12 @@ class WorkerSetup:
     backend: str
     model: ModelSpec
     plugin_modules: tuple[str, ...] = ()
+    niceness: int = 0
+    """Added to the worker's nice value: the daemon's API should win the CPU when both want it."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": asdict(self.model), "plugin_modules": list(self.plugin_modules)}
+        return {"backend": self.backend, "model": asdict(self.model), "plugin_modules": list(self.plugin_modules),
+                "niceness": self.niceness}
 
 
 @dataclass(frozen=True)
@@ -70,17 +73,19 @@ class Timeouts:
     """Seconds a cancelled chunk may take to stop before the worker is killed."""
 
 
-_CANCEL = object()
-_RUNNING = object()
-
-
 class WorkerProcess:
+    """One worker process; it transcribes up to :attr:`capacity` chunks at once, each request told apart by
+    its id. One reader task hands each reply to the request it answers."""
+
     def __init__(self, setup: WorkerSetup, timeouts: Timeouts = Timeouts()) -> None:
         self.setup = setup
         self.timeouts = timeouts
         self.description = ""
+        self.capacity = 1
+        """How many chunks the loaded model decodes at once (the backend says, in ``ready``)."""
         self._process: asyncio.subprocess.Process | None = None
-        self._pending_read: asyncio.Task[bytes] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._replies: dict[int, asyncio.Queue[dict[str, Any] | WorkerDied]] = {}
         self._next_id = 0
 
     @property
@@ -99,7 +104,10 @@ class WorkerProcess:
             stdout=asyncio.subprocess.PIPE, env=env, limit=LINE_LIMIT)
         self._send(self.setup.to_json())
         try:
-            message = await self._read(self.timeouts.load)
+            async with asyncio.timeout(self.timeouts.load):
+                message = await self._next_message()
+        except TimeoutError:
+            message = None
         except WorkerDied as error:
             raise WorkerStartFailed(str(error)) from None
         except BaseException:  # cancelled while loading (daemon stopping): leave no orphan behind
@@ -110,6 +118,8 @@ class WorkerProcess:
             reason = "it did not answer in time" if message is None else message.get("message", message)
             raise WorkerStartFailed(f"the {self.setup.backend} worker did not start: {reason}")
         self.description = message["description"]
+        self.capacity = max(1, int(message.get("parallel", 1)))
+        self._reader = asyncio.create_task(self._dispatch())
         log.info("worker %d ready: %s", self.pid, self.description)
 
     async def transcribe(self, request: ChunkRequest, on_segment: Callable[[Segment], None],
@@ -117,67 +127,76 @@ class WorkerProcess:
         """Transcribe one chunk, calling ``on_segment`` for each segment (times relative to the chunk).
 
         Returns what the finished chunk reports, or ``None`` when it was cancelled. Raises
-        :class:`WorkerError` when the chunk failed and :class:`WorkerDied` when the worker is gone.
+        :class:`WorkerError` when the chunk failed and :class:`WorkerDied` when the worker is gone. Several
+        calls may run at once, up to :attr:`capacity`; more wait in the worker for a free decoder. A call
+        whose task is cancelled tells the worker to stop that chunk.
         """
         self._next_id += 1
         request_id = self._next_id
-        self._send({"op": "transcribe", "id": request_id, "audio": request.audio_path, "start": request.start,
-                    "end": request.end, "options": asdict(request.options)})
+        replies = self._replies[request_id] = asyncio.Queue()
+        try:
+            self._send({"op": "transcribe", "id": request_id, "audio": request.audio_path,
+                        "start": request.start, "end": request.end, "options": asdict(request.options)})
+            return await self._follow(request_id, replies, on_segment, cancelled)
+        except asyncio.CancelledError:
+            self._cancel(request_id)
+            raise
+        finally:
+            del self._replies[request_id]
+
+    async def _follow(self, request_id: int, replies: asyncio.Queue[dict[str, Any] | WorkerDied],
+                      on_segment: Callable[[Segment], None], cancelled: asyncio.Event) -> ChunkDone | None:
         cancel_sent = False
         while True:
             timeout = self.timeouts.cancel_grace if cancel_sent else self.timeouts.stall
-            message = await self._read(timeout, None if cancel_sent else cancelled)
-            if message is _CANCEL:
-                self._send({"op": "cancel", "id": request_id})
+            reply = await _first(replies.get(), timeout, None if cancel_sent else cancelled)
+            if reply is _CANCEL:
+                self._cancel(request_id)
                 cancel_sent = True
-            elif message is None:
+            elif reply is None:
                 await self.kill()
                 if cancel_sent:
                     return None
                 raise WorkerDied(f"the worker gave no sign of life for {timeout:.0f} s and was killed")
-            elif (outcome := self._handle(message, request_id, on_segment)) is not _RUNNING:
+            elif isinstance(reply, WorkerDied) and cancel_sent:
+                return None  # killed while stopping this chunk (another chunk's grace ran out)
+            elif (outcome := self._handle(reply, on_segment)) is not _RUNNING:
                 return outcome
 
     @staticmethod
-    def _handle(message: dict[str, Any], request_id: int, on_segment: Callable[[Segment], None]) -> Any:
+    def _handle(reply: dict[str, Any] | WorkerDied, on_segment: Callable[[Segment], None]) -> Any:
         """``_RUNNING`` while the chunk goes on, then its :class:`ChunkDone`, or ``None`` once it is cancelled."""
-        if message.get("id") != request_id:
-            return _RUNNING
-        event = message["event"]
+        if isinstance(reply, WorkerDied):
+            raise reply
+        event = reply["event"]
         if event == "segment":
-            on_segment(Segment.from_json(message["segment"]))
+            on_segment(Segment.from_json(reply["segment"]))
             return _RUNNING
         if event == "error":
-            raise WorkerError(message["message"])
+            raise WorkerError(reply["message"])
         if event != "done":
             return None
-        language = message.get("language")
+        language = reply.get("language")
         return ChunkDone(None if language is None else DetectedLanguage(**language))
 
-    def _send(self, message: dict[str, Any]) -> None:
-        if not self.alive:
-            raise WorkerDied("the worker process is not running")
-        self._process.stdin.write(json.dumps(message).encode() + b"\n")
+    def _cancel(self, request_id: int) -> None:
+        if self.alive:
+            self._send({"op": "cancel", "id": request_id})
 
-    async def _read(self, timeout: float, cancelled: asyncio.Event | None = None) -> Any:
-        """The next message; ``None`` on timeout; ``_CANCEL`` when ``cancelled`` is set first."""
-        if self._pending_read is None:
-            self._pending_read = asyncio.ensure_future(self._process.stdout.readline())
-        waiters: set[asyncio.Future[Any]] = {self._pending_read}
-        cancel_wait = asyncio.ensure_future(cancelled.wait()) if cancelled is not None else None
-        if cancel_wait is not None:
-            waiters.add(cancel_wait)
+    async def _dispatch(self) -> None:
+        """Hand every reply to its request; when the worker dies, tell every request waiting."""
         try:
-            done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if cancel_wait is not None:
-                cancel_wait.cancel()
-        if self._pending_read in done:
-            line, self._pending_read = self._pending_read.result(), None
-            return await self._decode(line)
-        return _CANCEL if cancel_wait in done else None
+            while True:
+                message = await self._next_message()
+                if (replies := self._replies.get(message.get("id"))) is not None:
+                    replies.put_nowait(message)
+        except (WorkerError, WorkerStartFailed) as error:
+            died = error if isinstance(error, WorkerDied) else WorkerDied(str(error))
+            for replies in self._replies.values():
+                replies.put_nowait(died)
 
-    async def _decode(self, line: bytes) -> dict[str, Any]:
+    async def _next_message(self) -> dict[str, Any]:
+        line = await self._process.stdout.readline()
         if not line:
             code = await self._process.wait()
             raise WorkerDied(f"the worker process {_exit_description(code)}")
@@ -190,10 +209,12 @@ class WorkerProcess:
             raise WorkerStartFailed(message["message"])
         return message
 
+    def _send(self, message: dict[str, Any]) -> None:
+        if not self.alive:
+            raise WorkerDied("the worker process is not running")
+        self._process.stdin.write(json.dumps(message).encode() + b"\n")
+
     async def kill(self) -> None:
-        if self._pending_read is not None:
-            self._pending_read.cancel()
-            self._pending_read = None
         if self.alive:
             self._process.kill()
         if self._process is not None:
@@ -209,6 +230,27 @@ class WorkerProcess:
             except TimeoutError:
                 log.warning("worker %d did not exit in %.0f s; killing it", self.pid, timeout)
         await self.kill()
+        if self._reader is not None:
+            await self._reader
+
+
+_CANCEL = object()
+_RUNNING = object()
+
+
+async def _first(reply: Coroutine[Any, Any, Any], timeout: float, cancelled: asyncio.Event | None) -> Any:
+    """The reply; ``None`` when none came within ``timeout``; ``_CANCEL`` when ``cancelled`` is set first."""
+    waiters = {reading := asyncio.ensure_future(reply)}
+    if cancelled is not None:
+        waiters.add(cancel_wait := asyncio.ensure_future(cancelled.wait()))
+    try:
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if reading in done:
+        return reading.result()
+    return _CANCEL if done else None
 
 
 def _exit_description(code: int) -> str:

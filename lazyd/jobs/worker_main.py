@@ -1,8 +1,10 @@
 """The worker process: loads one backend's model once, then transcribes chunks on request.
 
 Run by the daemon as ``python -m lazyd.jobs.worker_main``; it speaks JSON lines. The first line on stdin is
-the setup (backend, model spec, plugin modules); after that each line is ``{"op": "transcribe", ...}`` or
-``{"op": "cancel", "id": N}``. Replies on stdout are ``ready``, ``segment``, ``done``, ``cancelled``,
+the setup (backend, model spec, plugin modules, niceness); after that each line is
+``{"op": "transcribe", "id": N, ...}`` or ``{"op": "cancel", "id": N}``. As many chunks as the model can
+decode at once (``parallel`` in ``ready``) are transcribed side by side, each on its own thread; every
+reply carries its request's id. Replies on stdout are ``ready``, ``segment``, ``done``, ``cancelled``,
 ``error`` (one chunk failed, the worker carries on) and ``fatal`` (the worker cannot run and exits).
 Anything else written to stdout (by native libraries, say) is redirected to stderr, the daemon's log.
 """
@@ -80,7 +82,14 @@ def transcribe_chunk(model: LoadedModel, request: dict[str, Any], requests: Requ
 
 
 def serve(model: LoadedModel, requests: Requests, channel: Channel) -> None:
-    """Answer requests until the daemon closes our input (then the reader thread ends the process)."""
+    """Answer requests, ``model.parallel`` at once, until the daemon closes our input (then the reader
+    thread ends the process)."""
+    for number in range(1, model.parallel):
+        threading.Thread(target=answer, args=(model, requests, channel), name=f"decode-{number}", daemon=True).start()
+    answer(model, requests, channel)
+
+
+def answer(model: LoadedModel, requests: Requests, channel: Channel) -> None:
     while True:
         request = requests.next()
         try:
@@ -99,13 +108,14 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the daemon stops us
     channel = Channel()
     setup = json.loads(sys.stdin.readline())
+    os.nice(setup.get("niceness", 0))  # below the daemon, so that the API wins the CPU when both want it
     try:
         model = load_model(setup)
     except Exception as error:
         channel.send("fatal", message=f"cannot load the model: {type(error).__name__}: {error}")
         return 1
     try:
-        channel.send("ready", description=model.description, pid=os.getpid())
+        channel.send("ready", description=model.description, pid=os.getpid(), parallel=model.parallel)
         serve(model, Requests(sys.stdin), channel)
     except BrokenPipeError:  # the daemon went away; nobody is left to answer
         pass

@@ -8,6 +8,7 @@ methods, never at import time: the daemon registers this plugin without loading 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,6 @@ from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelS
 
 if TYPE_CHECKING:
     import numpy
-    from faster_whisper import BatchedInferencePipeline
     from faster_whisper.transcribe import Segment as WhisperSegment
     from faster_whisper.transcribe import TranscriptionInfo
     from faster_whisper.transcribe import Word as WhisperWord
@@ -54,23 +54,30 @@ class FasterWhisperBackend(Backend):
         """Load the model ``spec`` names (see :func:`resolve_model`) on the device it asks for.
 
         ``device="auto"`` means CUDA (float16) when CTranslate2 sees a CUDA device, else the CPU (int8);
-        an explicit ``device`` or ``compute_type`` wins. ``cpu_threads=0`` means one thread per core.
+        an explicit ``device`` or ``compute_type`` wins. ``spec.parallel`` decodes can run at once, as
+        CTranslate2 workers sharing one copy of the weights; ``cpu_threads=0`` shares the cores among them.
         """
         from .alignment import WordAligningWhisperModel
 
         location = resolve_model(spec)
         device, compute_type = choose_device(spec)
-        threads = spec.cpu_threads or os.cpu_count() or 1
+        parallel = max(1, spec.parallel)
+        threads = spec.cpu_threads or max(1, (os.cpu_count() or 1) // parallel)
         try:
-            model = WordAligningWhisperModel(location.path, device=device, device_index=0,
-                                             compute_type=compute_type, cpu_threads=threads)
+            model = WordAligningWhisperModel(location.path, device=device, device_index=0, compute_type=compute_type,
+                                             cpu_threads=threads, num_workers=parallel)
         except (RuntimeError, ValueError, OSError) as error:
             raise RuntimeError(f"faster-whisper cannot load {location.path} on {device} {compute_type}: "
                                f"{error}") from error
-        where = "cuda:0" if device == "cuda" else "cpu"
-        description = (f"faster-whisper {location.label} ({location.path}) on {where} {compute_type}, "
-                       f"{threads} thread{'' if threads == 1 else 's'}")
-        return FasterWhisperModel(model, location.label, description)
+        return FasterWhisperModel(model, location.label, _description(location, device, compute_type, threads,
+                                                                      parallel), parallel)
+
+
+def _description(location: ModelLocation, device: str, compute_type: str, threads: int, parallel: int) -> str:
+    where = "cuda:0" if device == "cuda" else "cpu"
+    decodes = f"{parallel} decodes at once, " if parallel > 1 else ""
+    return (f"faster-whisper {location.label} ({location.path}) on {where} {compute_type}, {decodes}"
+            f"{threads} thread{'' if threads == 1 else 's'}{' each' if parallel > 1 else ''}")
 
 
 def resolve_model(spec: ModelSpec) -> ModelLocation:
@@ -141,14 +148,15 @@ def _cuda_devices() -> tuple[int, str]:
 
 
 class FasterWhisperModel(LoadedModel):
-    """A loaded WhisperModel, plus a batched pipeline over it made the first time a job asks for one."""
+    """A loaded WhisperModel; ``parallel`` threads may transcribe with it at once, so what one call
+    remembers (its detected language) is kept per thread."""
 
-    def __init__(self, model: WordAligningWhisperModel, label: str, description: str) -> None:
+    def __init__(self, model: WordAligningWhisperModel, label: str, description: str, parallel: int = 1) -> None:
         self.model = model
         self.label = label
         self.description = description
-        self._batched: BatchedInferencePipeline | None = None
-        self._last_language: DetectedLanguage | None = None
+        self.parallel = parallel
+        self._this_thread = threading.local()
 
     @property
     def english_only(self) -> bool:
@@ -164,17 +172,17 @@ class FasterWhisperModel(LoadedModel):
         is always decoded as English without detection, and asking it for another language is a
         ``ValueError`` (raised at the first ``next()``) rather than a silently English transcript.
         """
-        self._last_language = None
+        self._this_thread.language = None
         if options.batch_size > 0:
             yield from self._transcribe_batched(audio, options)
             return
         yield from self._transcribe_sequentially(audio, options)
 
     def detected_language(self) -> DetectedLanguage | None:
-        return self._last_language
+        return getattr(self._this_thread, "language", None)
 
     def _remember_language(self, info: TranscriptionInfo) -> None:
-        self._last_language = DetectedLanguage(info.language, round(float(info.language_probability), 3))
+        self._this_thread.language = DetectedLanguage(info.language, round(float(info.language_probability), 3))
 
     def _transcribe_sequentially(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
         """Decode without word timestamps, so that timing words cannot move a window and lose speech; the
@@ -209,9 +217,12 @@ class FasterWhisperModel(LoadedModel):
           (:func:`sentences`), so segments are sentence-sized as from the sequential decoder, which
           subtitles and progress reports need. Words are dropped afterwards unless the job asked for them.
         """
-        segments, info = self._pipeline().transcribe(audio, batch_size=options.batch_size, vad_filter=True,
-                                                     without_timestamps=True, word_timestamps=True,
-                                                     **self._arguments(options))
+        from faster_whisper import BatchedInferencePipeline
+
+        pipeline = BatchedInferencePipeline(self.model)  # one per call: it keeps the call's last word time
+        segments, info = pipeline.transcribe(audio, batch_size=options.batch_size, vad_filter=True,
+                                             without_timestamps=True, word_timestamps=True,
+                                             **self._arguments(options))
         self._remember_language(info)
         for segment in segments:
             for words in list(sentences(segment.words or [])) or [None]:
@@ -229,14 +240,6 @@ class FasterWhisperModel(LoadedModel):
             return language.lower()
         raise ValueError(f"faster-whisper model {self.label} is English-only; it cannot transcribe language "
                          f"{language!r} (configure a multilingual model such as 'small' or 'large-v3')")
-
-    def _pipeline(self) -> BatchedInferencePipeline:
-        if self._batched is None:
-            from faster_whisper import BatchedInferencePipeline
-
-            self._batched = BatchedInferencePipeline(self.model)
-        return self._batched
-
 
 ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "e.g.", "i.e.", "cf."})
 """Words that end in a full stop without ending a sentence."""

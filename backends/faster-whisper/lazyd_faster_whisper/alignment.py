@@ -14,6 +14,7 @@ Importing this module imports faster-whisper; the plugin imports it only when a 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -63,30 +64,38 @@ class WordAligningWhisperModel(WhisperModel):
     was written against, and the backend's tests check text and words on every run.
     """
 
-    timing: WordTiming | None = None
-    _encoded: ctranslate2.StorageView | None = None
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._this_thread = threading.local()
+        """Each thread's transcription in progress: its :class:`WordTiming` and its window's encoder output
+        (with several CTranslate2 workers, several threads decode with this model at once)."""
+
+    @property
+    def timing(self) -> WordTiming | None:
+        return getattr(self._this_thread, "timing", None)
 
     @contextmanager
     def timing_words(self, wanted: bool) -> Iterator[WordTiming]:
         timing = WordTiming()
-        self.timing = timing if wanted else None
+        self._this_thread.timing = timing if wanted else None
         try:
             yield timing
         finally:
-            self.timing = None
-            self._encoded = None
+            self._this_thread.timing = None
+            self._this_thread.encoded = None
 
     def encode(self, features: numpy.ndarray) -> ctranslate2.StorageView:
-        self._encoded = super().encode(features)
-        return self._encoded
+        self._this_thread.encoded = encoded = super().encode(features)
+        return encoded
 
     def _split_segments_by_timestamps(self, tokenizer: Tokenizer, tokens: list[int], time_offset: float,
                                       segment_size: int, segment_duration: float, seek: int) -> Any:
         segments, next_seek, single_timestamp_ending = super()._split_segments_by_timestamps(
             tokenizer=tokenizer, tokens=tokens, time_offset=time_offset, segment_size=segment_size,
             segment_duration=segment_duration, seek=seek)
-        if self.timing is not None and segments and self._encoded is not None:
-            self.timing.align(self, segments, tokenizer, self._encoded, segment_size)
+        encoded = getattr(self._this_thread, "encoded", None)
+        if self.timing is not None and segments and encoded is not None:
+            self.timing.align(self, segments, tokenizer, encoded, segment_size)
         return segments, next_seek, single_timestamp_ending
 
 
