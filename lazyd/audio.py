@@ -127,13 +127,14 @@ def plan_chunks(path: str | os.PathLike, duration: float, chunk_secs: float, win
 
 def nominal_chunk_secs(duration: float, chunk_secs: float, parallel: int = 1) -> float:
     """``chunk_secs``; or, for ``parallel`` decoders, the length that gives each of them the same number of
-    chunks of at most ``chunk_secs`` (so that none idles at the end), and none shorter than
-    :data:`MIN_PARALLEL_CHUNK_SECS` (or ``chunk_secs``, if less). Fewer cuts than that would leave decoders
-    idle; more would cost words, since every cut changes how Whisper windows the speech around it."""
+    chunks (so that none idles at the end) when those are still :data:`MIN_PARALLEL_CHUNK_SECS` long (or
+    ``chunk_secs``, if less), else the length of the fewest chunks of at most ``chunk_secs``. More cuts
+    than that would cost words, since every cut changes how Whisper windows the speech around it."""
     if parallel <= 1:
         return chunk_secs
-    count = math.ceil(math.ceil(duration / chunk_secs) / parallel) * parallel
-    count = min(count, int(duration // min(MIN_PARALLEL_CHUNK_SECS, chunk_secs)))
+    fewest = math.ceil(duration / chunk_secs)
+    even = math.ceil(fewest / parallel) * parallel
+    count = even if duration / even >= min(MIN_PARALLEL_CHUNK_SECS, chunk_secs) else fewest
     return duration / count if count > 1 else chunk_secs
 
 

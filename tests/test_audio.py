@@ -304,3 +304,18 @@ def test_plan_chunks_is_deterministic(tmp_path: Path) -> None:
     duration = probe(path).duration
 
     assert plan_chunks(path, duration, 2.0, 0.9) == plan_chunks(path, duration, 2.0, 0.9)
+
+
+@pytest.mark.parametrize(("duration", "chunk_secs", "parallel", "length"), [
+    (361.7, 240.0, 1, 240.0),        # one decoder: chunk_secs itself, cut at its multiples
+    (361.7, 240.0, 2, 361.7 / 2),    # two decoders, two chunks
+    (500.0, 240.0, 2, 125.0),        # three chunks would leave a decoder idle at the end: four
+    (3600.0, 240.0, 8, 225.0),       # 15 needed, 16 keep eight decoders equally busy
+    (50.0, 240.0, 2, 240.0),         # halves would be under 30 s: not cut
+    (58.9, 20.0, 2, 58.9 / 3),       # four would be shorter than chunk_secs: the fewest of at most 20 s
+])
+def test_the_nominal_chunk_length_keeps_every_decoder_busy_without_cutting_more_than_needed(
+        duration: float, chunk_secs: float, parallel: int, length: float) -> None:
+    from lazyd.audio import nominal_chunk_secs
+
+    assert nominal_chunk_secs(duration, chunk_secs, parallel) == pytest.approx(length)

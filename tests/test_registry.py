@@ -117,17 +117,23 @@ def test_an_exporter_name_taken_by_a_built_in_stops_start_up(monkeypatch):
         load_registry(load_entrypoints=False, modules=[name])
 
 
-def test_the_worker_leaves_a_core_to_the_daemon_unless_told_otherwise():
+def test_the_worker_decodes_a_chunk_per_core_at_once_unless_told_otherwise():
     import dataclasses
     import os
 
-    from lazyd.config import Config, TranscriptionConfig
-    from lazyd.jobs.backend_setup import model_spec
+    from lazyd.config import Config, SchedulerConfig, TranscriptionConfig
+    from lazyd.jobs.backend_setup import MAX_AUTO_PARALLEL, model_spec
     from lazyd.registry import BackendChoice
 
-    choice = BackendChoice(_Named("cpuonly", [DeviceSupport("cpu", True, "")]), "cpu", "test")
-    default = model_spec(Config(data_dir="/tmp/x"), choice)
-    assert default.cpu_threads == max(1, (os.cpu_count() or 1) - 1)
+    cpu = BackendChoice(_Named("cpuonly", [DeviceSupport("cpu", True, "")]), "cpu", "test")
+    default = model_spec(Config(data_dir="/tmp/x"), cpu)
+    assert default.parallel == max(1, min(MAX_AUTO_PARALLEL, os.cpu_count() or 1))
+    assert default.cpu_threads == 0  # the backend shares the cores among the decodes
     assert default.models_dir == "/tmp/x/models" and default.device == "cpu"
-    configured = dataclasses.replace(Config(data_dir="/tmp/x"), transcription=TranscriptionConfig(cpu_threads=3))
-    assert model_spec(configured, choice).cpu_threads == 3
+    two_slots = dataclasses.replace(Config(data_dir="/tmp/x"), scheduler=SchedulerConfig(workers=2))
+    assert model_spec(two_slots, cpu).parallel == max(1, min(MAX_AUTO_PARALLEL, (os.cpu_count() or 1) // 2))
+    configured = dataclasses.replace(Config(data_dir="/tmp/x"),
+                                     transcription=TranscriptionConfig(cpu_threads=3, parallel=5))
+    assert (model_spec(configured, cpu).cpu_threads, model_spec(configured, cpu).parallel) == (3, 5)
+    gpu = BackendChoice(_Named("gpu", [DeviceSupport("cuda", True, "")]), "cuda", "test")
+    assert model_spec(Config(data_dir="/tmp/x"), gpu).parallel == 1
