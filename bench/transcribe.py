@@ -265,11 +265,12 @@ class Daemon:
             except OSError:
                 pass
 
-    def memory(self, key: str) -> int:
-        """``key`` (VmRSS or VmHWM) of the daemon and its workers, added up, in KiB."""
+    def memory(self, key: str, workers: bool = True) -> int:
+        """``key`` (VmRSS or VmHWM) of the daemon and (unless ``workers`` is false) its workers, added up, in
+        KiB."""
         pids = [self.process.pid, *children(self.process.pid)]
         self.worker_pids.update(pids[1:])
-        return sum(proc_status(pid).get(key, 0) for pid in pids)
+        return sum(proc_status(pid).get(key, 0) for pid in (pids if workers else pids[:1]))
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -328,7 +329,7 @@ async def hammer(session: Any, daemon: Daemon, token: str, clients: int, stop: a
 
 
 async def transcribe_once(session: Any, daemon: Daemon, token: str, corpus: Corpus, timeout: float,
-                          phases: dict[str, float] | None = None) -> Measured:
+                          phases: dict[str, tuple[int, int]] | None = None) -> Measured:
     """Upload the file from disk; wait for the ``completed`` state event; fetch the transcript. With
     ``phases``, the daemon's RSS is sampled meanwhile and the highest seen in each phase is recorded."""
     import aiohttp
@@ -375,10 +376,11 @@ async def _next_state(ws: Any, job_id: int) -> str:
             return event["state"]
 
 
-async def _sample_rss(daemon: Daemon, phases: dict[str, float], phase: Any) -> None:
+async def _sample_rss(daemon: Daemon, phases: dict[str, tuple[int, int]], phase: Any) -> None:
+    """The highest VmRSS of daemon + workers in each phase, with the daemon's own at that moment."""
     while True:
-        name = phase()
-        phases[name] = max(phases.get(name, 0), daemon.memory("VmRSS"))
+        name, sample = phase(), (daemon.memory("VmRSS"), daemon.memory("VmRSS", workers=False))
+        phases[name] = max(phases.get(name, (0, 0)), sample)
         await asyncio.sleep(0.2)
 
 
@@ -443,7 +445,8 @@ async def latencies(session: Any, daemon: Daemon, token: str, corpus: Corpus,
     return idle, await load
 
 
-async def run_long(args: argparse.Namespace, work: Path) -> tuple[Corpus, int, dict[str, float], Measured]:
+async def run_long(args: argparse.Namespace, work: Path) -> tuple[Corpus, tuple[int, int],
+                                                                   dict[str, tuple[int, int]], Measured]:
     import aiohttp
 
     progress(f"--long: writing up to {LONG_SECS / 3600:.1f} h of the corpus repeated")
@@ -452,9 +455,9 @@ async def run_long(args: argparse.Namespace, work: Path) -> tuple[Corpus, int, d
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             token = await daemon.ready(session)
             await asyncio.sleep(2.0)
-            idle = daemon.memory("VmRSS")
+            idle = daemon.memory("VmRSS"), daemon.memory("VmRSS", workers=False)
             progress("--long: uploading and transcribing")
-            phases: dict[str, float] = {}
+            phases: dict[str, tuple[int, int]] = {}
             measured = await transcribe_once(session, daemon, token, corpus, args.timeout * 10, phases)
     return corpus, idle, phases, measured
 
@@ -488,15 +491,16 @@ def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> No
           f"during one more transcription (and while idle); target < 50 ms.")
 
 
-def report_long(corpus: Corpus, idle_kib: int, phases: dict[str, float], measured: Measured) -> None:
+def report_long(corpus: Corpus, idle: tuple[int, int], phases: dict[str, tuple[int, int]],
+                measured: Measured) -> None:
     print(f"\nLong recording: {corpus.seconds / 3600:.2f} h ({corpus.wav.stat().st_size / MiB:.0f} MiB WAV), "
           f"lazyd defaults: {corpus.seconds / measured.wall_s:.1f}x realtime, WER {wer_of(corpus, measured.text):.2%}")
-    print(f"  idle daemon + worker, model loaded: {idle_kib / 1024:.0f} MB (VmRSS)")
-    for phase, kib in phases.items():
-        above = (kib - idle_kib) / 1024
+    print(f"  idle, model loaded: {idle[0] / 1024:.0f} MB (VmRSS of daemon + worker; the daemon {idle[1] / 1024:.0f})")
+    for phase, (total, daemon) in phases.items():
+        above = (total - idle[0]) / 1024
         verdict = "ok" if above <= LONG_TARGET_MB else "OVER"
-        print(f"  peak during {phase}: {kib / 1024:.0f} MB, {above:+.0f} MB above idle "
-              f"(target <= {LONG_TARGET_MB}: {verdict})")
+        print(f"  peak during {phase}: {total / 1024:.0f} MB, {above:+.0f} MB above idle (target <= "
+              f"{LONG_TARGET_MB}: {verdict}); the daemon then {daemon / 1024:.0f} MB")
     print(f"  peak RSS overall (VmHWM, daemon + worker): {measured.peak_kib / 1024:.0f} MB")
 
 

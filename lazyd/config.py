@@ -155,6 +155,11 @@ class Config:
         return self.data_path / "audio"
 
     @property
+    def models_path(self) -> Path:
+        """Where models live: ``[transcription] models_dir``, or ``models`` in the data directory."""
+        return Path(self.transcription.models_dir) if self.transcription.models_dir else self.data_path / "models"
+
+    @property
     def database_url(self) -> str:
         """The configured URL, or the SQLite file in the data directory."""
         return self.database.url or f"sqlite:///{self.data_path / 'lazyd.sqlite3'}"

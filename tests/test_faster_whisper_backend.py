@@ -335,3 +335,15 @@ def test_a_model_loaded_for_parallel_decodes_gives_each_thread_its_own_text_word
         assert [segment.words for segment in together[name]] == [segment.words for segment in segments], (
             f"{name}: the words of one decode were timed against the other's windows")
         assert languages[name] == DetectedLanguage("en", 1.0)
+
+
+@pytest.mark.parametrize("seconds", [0.5, 7.3, 30.0, 58.0])
+def test_blockwise_features_are_faster_whispers_value_for_value(long_lecture: numpy.ndarray, seconds: float) -> None:
+    from faster_whisper.feature_extractor import FeatureExtractor
+    from lazyd_faster_whisper.features import BLOCK_FRAMES, BlockwiseFeatureExtractor
+
+    audio = long_lecture[:int(seconds * 16_000)]
+    assert len(audio) == int(seconds * 16_000), "the made-up lecture is shorter than this case needs"
+    expected = FeatureExtractor()(audio)
+    assert numpy.array_equal(BlockwiseFeatureExtractor()(audio), expected)
+    assert seconds < 30 or expected.shape[1] > BLOCK_FRAMES, "the longer cases must span several blocks"

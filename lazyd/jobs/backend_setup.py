@@ -19,7 +19,7 @@ chunk's audio and features, tens of MB for a few minutes) outweighs what one mor
 
 def model_spec(config: Config, choice: BackendChoice) -> ModelSpec:
     settings = config.transcription
-    return ModelSpec(model=settings.model or "", models_dir=settings.models_dir or str(config.data_path / "models"),
+    return ModelSpec(model=settings.model or "", models_dir=str(config.models_path),
                      device=choice.device, compute_type=settings.compute_type, cpu_threads=settings.cpu_threads,
                      parallel=parallel_decodes(config, choice.device))
 

@@ -11,6 +11,7 @@ Anything else written to stdout (by native libraries, say) is redirected to stde
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
@@ -96,6 +97,26 @@ def answer(model: LoadedModel, requests: Requests, channel: Channel) -> None:
             transcribe_chunk(model, request, requests, channel)
         except Exception as error:  # one chunk failed; the model is still loaded and usable
             channel.send("error", id=request["id"], message=f"{type(error).__name__}: {error}")
+        give_back_freed_memory()
+
+
+def give_back_freed_memory() -> None:
+    """Return the heap a finished chunk freed to the system. glibc keeps it otherwise, in one arena per
+    decoding thread: measured in issue 10, two threads decoding 170 s chunks left the worker at 487 MB
+    after three chunks each, and at 270 MB with this after every chunk."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _glibc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        return None
+    return libc if hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _glibc()
 
 
 def load_model(setup: dict[str, Any]) -> LoadedModel:

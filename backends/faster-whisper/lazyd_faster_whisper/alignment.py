@@ -26,6 +26,8 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import Segment, Word
 
+from .features import BlockwiseFeatureExtractor
+
 PREPEND_PUNCTUATIONS = "\"'\u201c\u00bf([{-"
 APPEND_PUNCTUATIONS = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
 """faster-whisper's defaults for ``transcribe``: punctuation joined to the word before or after it."""
@@ -66,6 +68,7 @@ class WordAligningWhisperModel(WhisperModel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.feature_extractor = BlockwiseFeatureExtractor(**self.feat_kwargs)  # same features, less memory
         self._this_thread = threading.local()
         """Each thread's transcription in progress: its :class:`WordTiming` and its window's encoder output
         (with several CTranslate2 workers, several threads decode with this model at once)."""
