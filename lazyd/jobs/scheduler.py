@@ -27,7 +27,8 @@ from ..store import Transcription, TranscriptionChunk
 from .cuts import Span, last_word
 from .events import EventHub
 from .states import ChunkResult, JobStates
-from .worker import ChunkDone, ChunkRequest, Timeouts, WorkerDied, WorkerError, WorkerProcess, WorkerSetup, WorkerStartFailed
+from .worker import (ChunkDone, ChunkRequest, Timeouts, WorkerDied, WorkerError, WorkerProcess, WorkerSetup,
+                     WorkerStartFailed)
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +136,7 @@ class Scheduler:
 
     def worker_descriptions(self) -> list[dict[str, object]]:
         """Every slot's worker; a slot whose model was unloaded after being idle shows ``loaded`` false."""
-        described: list[dict[str, object]] = []
-        for slot in range(self.config.scheduler.workers):
-            worker = self._workers.get(slot)
-            described.append({"slot": slot, "pid": None, "alive": False, "model": "", "parallel": 0, "loaded": False}
-                             if worker is None else
-                             {"slot": slot, "pid": worker.pid, "alive": worker.alive, "model": worker.description,
-                              "parallel": worker.capacity, "loaded": worker.alive and bool(worker.description)})
-        return described
+        return [_described(slot, self._workers.get(slot)) for slot in range(self.config.scheduler.workers)]
 
     def wake(self) -> None:
         """A job was queued: look now instead of at the next poll."""
@@ -180,10 +174,10 @@ class Scheduler:
                         worker, unloaded = None, True
                     await self._idle()
                     continue
-                if worker is None or worker.setup != self._setup_for(job):
+                if worker is None or worker.setup != (needed := self._setup_for(job)):
                     if worker is not None:
                         await worker.close()
-                    worker = self._workers[slot] = await self._warm_worker(None, self._setup_for(job))
+                    worker = self._workers[slot] = await self._warm_worker(None, needed)
                 unloaded = False
                 await self._run_job(Run(job, worker, job.lease_owner))
                 idle_since = time.monotonic()
@@ -312,9 +306,10 @@ class Scheduler:
         overlap = self.config.transcription.cut_overlap_secs if options.batch_size == 0 else 0.0
         # Batched decoding's word times are too rough to tell the words at a cut apart (measured in issue 9
         # with bench/transcribe.py: 18.3% WER with the overlap, 6.9% without), so its chunks end at their cuts.
+        kept_words = options.word_timestamps
         if overlap > 0:  # the words at a cut are told apart by their times, so the worker must give them
-            return Decoding(replace(options, word_timestamps=True), overlap, options.word_timestamps)
-        return Decoding(options, overlap, options.word_timestamps)
+            options = replace(options, word_timestamps=True)
+        return Decoding(options, overlap, kept_words)
 
     def _start_unit(self, run: Run, chunk: tuple[int, tuple[float, float]], decoding: Decoding,
                     progress: Progress) -> tuple[Unit, asyncio.Task[ChunkDone | None]]:
@@ -366,6 +361,11 @@ class Scheduler:
             return True
 
 
+def _described(slot: int, worker: WorkerProcess | None) -> dict[str, object]:
+    if worker is None:
+        return {"slot": slot, "pid": None, "alive": False, "model": "", "parallel": 0, "loaded": False}
+    return {"slot": slot, "pid": worker.pid, "alive": worker.alive, "model": worker.description,
+            "parallel": worker.capacity, "loaded": worker.alive and bool(worker.description)}
 
 
 def _rounded(value: float | None) -> float | None:
