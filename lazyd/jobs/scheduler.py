@@ -174,7 +174,8 @@ class Scheduler:
                         worker, unloaded = None, True
                     await self._idle()
                     continue
-                if worker is None or worker.setup != (needed := self._setup_for(job)):
+                needed = self._setup_for(job)
+                if worker is None or worker.setup != needed:
                     if worker is not None:
                         await worker.close()
                     worker = self._workers[slot] = await self._warm_worker(None, needed)
