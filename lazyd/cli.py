@@ -20,9 +20,11 @@ from . import __version__, users
 from .auth import PasswordHasher
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
+from .host import probe_host
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
 from .files import make_private_dir
+from .jobs.backend_setup import backend_choice
 from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
 from .options import OptionSpec, from_text, option_specs, overrides_from
@@ -233,13 +235,14 @@ def cmd_plugins(config: Config, args: argparse.Namespace) -> int:
         backends = _provided_by(name, registry.backend_plugins)
         exporters = _provided_by(name, registry.exporter_plugins)
         print(f"  {name} ({origin}): backends {backends}; exporters {exporters}")
+    print(f"host: {probe_host().describe()}")
     print("backends:")
     for backend in registry.backends.values():
         print(f"  {backend.name}")
         for support in backend.devices():
             print(f"    {support.device:<6} {'yes' if support.available else 'no ':<4} {support.reason}")
     try:
-        choice = registry.choose_backend(config.transcription.backend, config.transcription.device)
+        choice = backend_choice(config, registry)
         print(f"chosen: {choice.backend.name} on {choice.device} ({choice.reason})")
     except PluginError as error:
         print(f"chosen: none ({error})")

@@ -68,6 +68,7 @@ class TranscriptionConfig(JobOptions):
     """The engine's settings, and the defaults of every job option (:class:`lazyd.options.JobOptions`)."""
 
     backend: str = "auto"
+    cpu_backend: str = "faster-whisper"
     models_dir: str = ""
     device: str = "auto"
     compute_type: str = "auto"

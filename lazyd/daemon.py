@@ -23,6 +23,7 @@ import peewee
 from .aio import stop_task
 from .config import Config
 from .files import make_private, remove_files
+from .host import Host, probe_host
 from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub
@@ -85,6 +86,7 @@ class InboxStatus:
 class DaemonStatus:
     database_ok: bool
     database_url: str
+    host: Host
     backend: BackendStatus
     node: str = ""
     """This run's lease prefix when it transcribes, else ""."""
@@ -105,6 +107,7 @@ class Daemon:
         self.registry = registry
         self.events = EventHub()
         self.upload_quota = upload_quota(config)
+        self.host = probe_host()
         self.backend = BackendStatus(scheduler=config.scheduler.enabled)
         self.scheduler: Scheduler | None = None
         self.parallel = parallel_decodes(config, config.transcription.device)
@@ -188,10 +191,13 @@ class Daemon:
         try:
             setup, choice = worker_setup(self.config, self.registry)
         except PluginError as error:
+            if self.config.transcription.backend != "auto":
+                raise  # the operator named a backend: running without it would hide the mistake
             log.error("not transcribing: %s", error)
             self.backend = BackendStatus(scheduler=True, problem=str(error))
             return
-        log.info("backend %s on %s (%s)", choice.backend.name, choice.device, choice.reason)
+        log.info("host %s: backend %s on %s (%s)", self.host.describe(), choice.backend.name, choice.device,
+                 choice.reason)
         self.backend = BackendStatus(scheduler=True, backend=choice.backend.name, device=choice.device,
                                      reason=choice.reason)
         self.parallel = setup.model.parallel
@@ -320,7 +326,7 @@ class Daemon:
                 backend = BackendStatus(**{**backend.__dict__, "problem": self.scheduler.worker_problem})
         inboxes = tuple(InboxStatus(str(inbox.folder), inbox.owner.username, str(inbox.outbox), inbox.mode)
                         for inbox in self.inboxes) + tuple(self.idle_inboxes)
-        return DaemonStatus(healthy, self.store.describe(), backend, node, workers,
+        return DaemonStatus(healthy, self.store.describe(), self.host, backend, node, workers,
                             await self._queue_counts() if healthy else {}, inboxes)
 
     async def _queue_counts(self) -> dict[str, int]:

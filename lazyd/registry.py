@@ -16,7 +16,7 @@ from typing import Any
 import pluggy
 
 from . import __version__, hookspecs
-from .backend import DEVICE_PREFERENCE, Backend
+from .backend import DEVICE_PREFERENCE, Backend, DeviceSupport
 from .exporters import ExporterSet
 
 log = logging.getLogger(__name__)
@@ -53,23 +53,59 @@ class Registry:
     def hook(self) -> pluggy.HookRelay:
         return self.plugin_manager.hook
 
-    def choose_backend(self, configured: str = "auto", device: str = "auto") -> BackendChoice:
-        """The configured backend, or else the one whose best device is the best on this host."""
+    def choose_backend(self, configured: str = "auto", device: str = "auto",
+                       cpu_backend: str = "faster-whisper") -> BackendChoice:
+        """The backend to transcribe with here, the device it runs on, and why.
+
+        A configured backend must be installed and able to run on the configured device (or, with
+        ``device="auto"``, on some device here); otherwise start-up stops with the reasons. ``auto`` takes
+        the backend with the best available device (CUDA, then Metal, then the CPU): faster-whisper on a
+        CUDA box, whisper.cpp on Apple silicon. When only CPUs are left, ``cpu_backend`` wins the tie.
+        """
         if configured != "auto":
-            backend = self.backends.get(configured)
-            if backend is None:
-                raise PluginError(f"backend {configured!r} is not installed; installed: {self._names()}")
-            return BackendChoice(backend, device if device != "auto" else backend.best_device() or "cpu",
-                                 "named in the configuration")
-        ranked = [(b.best_device(), b) for b in self.backends.values()]
-        usable = [(d, b) for d, b in ranked if d is not None]
+            return self._configured(configured, device)
+        usable = [(backend, support) for backend in self.backends.values() if (support := _device(backend, device))]
         if not usable:
-            raise PluginError(f"no installed backend can run on this host; installed: {self._names()}")
-        best_device, backend = min(usable, key=lambda pair: _device_rank(pair[0]))
-        return BackendChoice(backend, best_device, f"best available device here is {best_device}")
+            raise PluginError(f"no installed backend can run on {_where(device)}; installed: {self._names()}")
+        backend, support = min(usable, key=lambda pair: (_device_rank(pair[1].device), pair[0].name != cpu_backend,
+                                                          pair[0].name))
+        return BackendChoice(backend, support.device, _reason(backend, support, cpu_backend, self.backends))
+
+    def _configured(self, name: str, device: str) -> BackendChoice:
+        backend = self.backends.get(name)
+        if backend is None:
+            raise PluginError(f"backend {name!r} is not installed; installed: {self._names()}")
+        support = _device(backend, device)
+        if support is None:
+            reasons = "; ".join(f"{s.device}: {s.reason}" for s in backend.devices()
+                                if device in ("auto", s.device))
+            raise PluginError(f"backend {name!r} cannot run on {_where(device)} ({reasons or 'no such device'})")
+        return BackendChoice(backend, support.device, "named in the configuration")
 
     def _names(self) -> str:
         return ", ".join(sorted(self.backends)) or "none"
+
+
+def _device(backend: Backend, device: str) -> DeviceSupport | None:
+    """The available device ``backend`` would run on: ``device``, or its best one for "auto"."""
+    available = {support.device: support for support in backend.devices() if support.available}
+    if device != "auto":
+        return available.get(device)
+    return next((available[best] for best in DEVICE_PREFERENCE if best in available), None)
+
+
+def _where(device: str) -> str:
+    return "this host" if device == "auto" else f"device {device!r} here"
+
+
+def _reason(backend: Backend, support: DeviceSupport, cpu_backend: str, installed: dict[str, Backend]) -> str:
+    if support.device != "cpu":
+        return f"{support.device} is the best device here ({support.reason})"
+    if backend.name == cpu_backend:
+        return f"no GPU here; {cpu_backend} is the preferred CPU backend ([transcription] cpu_backend)"
+    if cpu_backend in installed:
+        return f"no GPU here, and the preferred CPU backend {cpu_backend} cannot run"
+    return f"no GPU here, and the preferred CPU backend {cpu_backend} is not installed"
 
 
 def _device_rank(device: str) -> int:

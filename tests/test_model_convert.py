@@ -139,3 +139,19 @@ def test_a_broken_source_is_refused_and_leaves_no_file(tmp_path: Path, bundled: 
                              "convert", str(broken), str(destination)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "cannot convert" in result.stderr and "truncated" in result.stderr
     assert not destination.exists()
+
+
+def test_a_converted_file_reads_back_whole_and_a_cut_one_is_refused(ggml: Path, tmp_path: Path) -> None:
+    """What the whisper.cpp backend checks before loading (whisper.cpp itself crashes on a cut file)."""
+    from lazyd.models import ggml as checked
+
+    model = checked.read_ggml(ggml)
+    assert (model.dimensions.n_audio_layer, model.dimensions.n_text_state, model.ftype) == (4, 384, 1)
+    assert not model.multilingual and model.tensors == len(read_ggml(ggml)[3])
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(ggml.read_bytes()[:-1])
+    with pytest.raises(checked.GgmlFileError, match="truncated"):
+        checked.read_ggml(cut)
+    cut.write_bytes(b"\0" * 100)
+    with pytest.raises(checked.GgmlFileError, match="not a ggml model"):
+        checked.read_ggml(cut)

@@ -21,6 +21,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 import corpus
+from conftest import Accounts
 from lazyd.store import Transcription
 from lazyd.web import create_app
 from pipeline_helpers import upload, wait_for_state
@@ -256,3 +257,40 @@ async def test_a_client_closing_the_event_socket_leaves_no_task_behind(aiohttp_c
         gc.collect()
         await asyncio.sleep(0.1)
     assert "Task was destroyed but it is pending" not in caplog.text
+
+
+@pytest.fixture
+async def whispercpp_client(aiohttp_client: Callable, make_config: Callable, database_url: str,
+                            ggml_models_dir: Path) -> TestClient:
+    """The daemon with one whisper.cpp worker on the bundled tiny.en converted to ggml."""
+    config = make_config(database_url, sections={
+        "transcription": {"backend": "whisper.cpp", "device": "cpu", "cpu_threads": 2,
+                          "models_dir": str(ggml_models_dir), "chunk_secs": CHUNK_SECS,
+                          "cut_window_secs": CUT_WINDOW_SECS},
+        "limits": {"min_audio_secs": 1.0},
+        "scheduler": {"enabled": True, "poll_secs": 0.2, "lease_secs": 30.0, "stall_timeout_secs": 120.0},
+    })
+    return await aiohttp_client(create_app(config))
+
+
+async def uploaded_text(client: TestClient, headers: dict[str, str], recording: Path) -> str:
+    """The transcript of ``recording`` uploaded and transcribed to completion."""
+    response = await upload(client, headers, recording)
+    assert response.status == 200, await response.text()
+    job_id = (await response.json())["task_id"]
+    await wait_for_state(client, headers, job_id, ("completed",), timeout=JOB_TIMEOUT)
+    page = await transcript_page(client, headers, job_id, 1, size=50)
+    return " ".join(chunk["transcription"] for chunk in page["transcriptions"])
+
+
+async def test_the_whisper_cpp_backend_transcribes_an_upload_in_chunks(whispercpp_client, lecture_file):
+    headers = await Accounts(whispercpp_client).headers("alice", can_interact=True)
+    text = await uploaded_text(whispercpp_client, headers, lecture_file)
+    assert wer(" ".join(LECTURE), text) <= 0.1, text
+    health = await (await whispercpp_client.get("/health")).json()
+    assert (health["backend"]["backend"], health["backend"]["device"]) == ("whisper.cpp", "cpu")
+    assert health["backend"]["reason"] == "named in the configuration" and health["backend"]["problem"] == ""
+    assert health["host"]["cores"] >= 1 and health["host"]["description"]
+    if corpus.available():
+        jfk = await uploaded_text(whispercpp_client, headers, corpus.CORPUS / "jfk.flac")
+        assert wer(corpus.references()["jfk.flac"], jfk) <= 0.05, jfk

@@ -1,4 +1,5 @@
-"""Transcript quality through the whole daemon (real faster-whisper, bundled tiny.en, CPU) on made-up lectures.
+"""Transcript quality through the whole daemon on made-up lectures, for each backend: faster-whisper with the
+bundled tiny.en, and whisper.cpp with the same model converted to ggml; on the CPU.
 
 Each test runs ``lazyd.local`` (the daemon on a throwaway store, one worker) with the default decoding
 settings unless it says otherwise, on piper speech with known text and known pauses.
@@ -28,15 +29,21 @@ def lecture_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "lectures"
 
 
+@pytest.fixture(params=["faster-whisper", "whisper.cpp"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
 @pytest.fixture
-def settings(make_config: Callable[..., Config]) -> Callable[..., Config]:
-    """The defaults, on the CPU with two threads; ``transcription`` keys may be changed."""
+def settings(backend: str, make_config: Callable[..., Config], ggml_models_dir: Path) -> Callable[..., Config]:
+    """The defaults for one backend, on the CPU with two threads; ``transcription`` keys may be changed."""
+    models_dir = str(ggml_models_dir) if backend == "whisper.cpp" else ""
 
     def make(**transcription: object) -> Config:
         config = make_config("", sections={"scheduler": {"enabled": True, "poll_secs": 0.2},
                                            "limits": {"min_audio_secs": 1.0}})
-        decoding = dataclasses.replace(config.transcription, backend="faster-whisper", device="cpu",
-                                       **{"cpu_threads": 2, **transcription})
+        decoding = dataclasses.replace(config.transcription, backend=backend, device="cpu",
+                                       **{"cpu_threads": 2, "models_dir": models_dir, **transcription})
         return dataclasses.replace(config, transcription=decoding)
 
     return make
@@ -85,9 +92,18 @@ def terms_heard(transcript: Transcript) -> set[str]:
     return {term for term in COURSE_TERMS if term.lower() in text}
 
 
-async def test_a_prompt_or_hotwords_with_the_course_terms_bring_them_into_the_transcript(settings, speech_cache):
-    """tiny.en alone writes "Closs of this", "Sterling" and "endopia"; told the course's vocabulary, as a
-    job's or an inbox's ``initial_prompt`` or ``hotwords``, it spells them."""
+RARE_TERMS = {"Clausius", "Stirling", "enthalpy"}
+RARE_TERMS_WITH_HOTWORDS = {"faster-whisper": RARE_TERMS, "whisper.cpp": {"Clausius", "Stirling"}}
+"""whisper.cpp has no hotwords of its own: they join the prompt as a bare list, which brings in Clausius but
+still leaves "endopia" (measured with tiny.en)."""
+
+
+async def test_a_prompt_or_hotwords_with_the_course_terms_bring_them_into_the_transcript(backend, settings,
+                                                                                         speech_cache):
+    """tiny.en alone misspells some of the rarer terms (faster-whisper writes "Closs of this", "Sterling" and
+    "endopia"; whisper.cpp "Closetus" and "endopia"); told the course's vocabulary, as a job's or an inbox's
+    ``initial_prompt``, it spells all three and more of the terms in all (not always a superset: prompted,
+    whisper.cpp's tiny.en writes "Boltzman's"), and with ``hotwords`` those of :data:`RARE_TERMS_WITH_HOTWORDS`."""
     import speech
 
     path = speech.speech_file(speech_cache, COURSE_TEXT)
@@ -99,9 +115,10 @@ async def test_a_prompt_or_hotwords_with_the_course_terms_bring_them_into_the_tr
             result = await local.transcribe(path, options)
             assert result.transcript.state == "completed", result.error
             heard[name] = terms_heard(result.transcript)
-    assert {"Clausius", "Stirling", "enthalpy"}.isdisjoint(heard["plain"]), heard
-    for name in ("prompt", "hotwords"):
-        assert {"Clausius", "Stirling", "enthalpy"} <= heard[name] and heard["plain"] < heard[name], heard
+    with_hotwords = RARE_TERMS_WITH_HOTWORDS[backend]
+    assert not with_hotwords <= heard["plain"], heard
+    assert RARE_TERMS <= heard["prompt"] and with_hotwords <= heard["hotwords"], heard
+    assert len(heard["plain"]) < len(heard["prompt"]), heard
 
 
 async def test_the_words_at_each_chunk_cut_are_there_exactly_once(settings, speech_cache):

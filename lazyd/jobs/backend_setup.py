@@ -39,9 +39,14 @@ def parallel_decodes(config: Config, device: str) -> int:
     return max(1, min(MAX_AUTO_PARALLEL, (os.cpu_count() or 1) // max(1, config.scheduler.workers)))
 
 
+def backend_choice(config: Config, registry: Registry) -> BackendChoice:
+    transcription = config.transcription
+    return registry.choose_backend(transcription.backend, transcription.device, transcription.cpu_backend)
+
+
 def worker_setup(config: Config, registry: Registry) -> tuple[WorkerSetup, BackendChoice]:
     """The backend chosen for this host (raises :class:`lazyd.registry.PluginError` when there is none)."""
-    choice = registry.choose_backend(config.transcription.backend, config.transcription.device)
+    choice = backend_choice(config, registry)
     setup = WorkerSetup(choice.backend.name, model_spec(config, choice), config.plugins.modules,
                         config.scheduler.worker_niceness)
     return setup, choice

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import struct
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,13 +149,15 @@ def convert(source: Path, destination: Path) -> Dimensions:
     """Write ``source`` (a CTranslate2 Whisper model directory) as the ggml file ``destination``.
 
     The file is written beside its destination under a temporary name and renamed when complete, so a
-    failed conversion never leaves a half model where a backend would load it.
+    failed conversion never leaves a half model where a backend would load it; the temporary name is unique,
+    so two processes converting the same model at once each write their own whole file.
     """
     model = CTranslate2Model(source)
     dimensions = Dimensions.of(model)
-    partial = destination.with_name(f".{destination.name}.partial")
+    descriptor, name = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent)
+    partial = Path(name)
     try:
-        with partial.open("wb") as out:
+        with os.fdopen(descriptor, "wb") as out:
             out.write(struct.pack("<12i", GGML_MAGIC, *vars(dimensions).values(), GGML_F16))
             _write_mel_filters(out, dimensions.n_mels)
             _write_vocabulary(out, _tokens(source), dimensions.multilingual)

@@ -38,10 +38,11 @@ def page_json(page: int, size: int, total: int, key: str, items: list[Any]) -> d
 
 
 def health_json(status: DaemonStatus) -> dict[str, Any]:
-    """``GET /health``: the database, the backend chosen and why, the workers, the queue, the inboxes."""
+    """``GET /health``: the database, the host, the backend chosen and why, the workers, the queue, the inboxes."""
     return {
         "api": True,
         "database": {"ok": status.database_ok, "url": status.database_url},
+        "host": {**dataclasses.asdict(status.host), "description": status.host.describe()},
         "backend": _backend_json(status),
         "queue": status.queue,
         "inboxes": [{"path": inbox.path, "user": inbox.user, "outbox": inbox.outbox, "watching": inbox.watching,

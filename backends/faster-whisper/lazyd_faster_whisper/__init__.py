@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions,
                    Word, hookimpl)
+from lazyd.voice_activity import speech_map
 
 if TYPE_CHECKING:
     import numpy
@@ -187,19 +188,17 @@ class FasterWhisperModel(LoadedModel):
     def _transcribe_sequentially(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
         """Decode without word timestamps, so that timing words cannot move a window and lose speech; the
         words are timed after each window (:mod:`.alignment`). With ``vad_filter``, long stretches without
-        speech are skipped and segments inside them dropped (:mod:`.speech`)."""
-        from .speech import speech_map
-
+        speech are skipped and segments inside them dropped (:mod:`lazyd.voice_activity`)."""
         speech = speech_map(audio) if options.vad_filter else None
         if speech is not None and speech.silent:
             return
-        clips = speech.clips() if speech is not None else [0.0]
+        clips = [edge for span in speech.spans() for edge in span] if speech is not None else [0.0]
         with self.model.timing_words(options.word_timestamps) as timing:
             segments, info = self.model.transcribe(audio, vad_filter=False, clip_timestamps=clips,
                                                    word_timestamps=False, **self._arguments(options))
             self._remember_language(info)
             for segment in segments:
-                if speech is None or speech.is_speech(segment):
+                if speech is None or speech.is_speech(segment.start, segment.end):
                     yield to_segment(timing.with_words(segment) if options.word_timestamps else segment)
 
     def _transcribe_batched(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:

@@ -1,11 +1,13 @@
-"""Voice activity detection around decoding: nothing is decoded, or kept, where nobody speaks.
+"""Voice activity detection around decoding, for every backend: nothing is decoded, or kept, where nobody
+speaks, and both backends get the same speech regions.
 
 Whisper invents text in long silences, room noise and applause ("Thank you for watching"). Silero VAD
 finds the speech first; then
 
 - a stretch without speech of :data:`SKIP_SECS` or more (a break, students working) is not decoded at
-  all: faster-whisper's ``clip_timestamps`` confine its 30 s windows to the rest, in place, so times need
-  no mapping and the context carries over the break;
+  all: the backend decodes only :meth:`SpeechMap.spans` (faster-whisper confines its 30 s windows to them
+  with ``clip_timestamps``, in place, so the context carries over the break; whisper.cpp decodes them
+  one by one, each prompted with the text before it);
 - a segment that lies mostly inside a stretch without speech of :data:`GAP_SECS` or more is dropped.
 
 Everything else is decoded exactly as without VAD, because cutting the audio changes words: cutting every
@@ -13,16 +15,19 @@ pause of 2 s or more and joining the speech (faster-whisper's ``vad_filter``, an
 pause) changed words of the shared corpus, better on some files and worse on others, while this way the
 text of continuous speech is the text of the plain call (measured in issue 9 with bench/quality.py).
 
-Importing this module imports faster-whisper; the plugin imports it only when a model is loaded.
+The detector is Silero VAD as faster-whisper ships it (an ONNX file in its package, run by onnxruntime):
+whisper.cpp's own VAD needs a model file that cannot be had offline, so the whisper.cpp backend depends on
+faster-whisper for this. It is imported when a map is first made, never when lazyd starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy
-from faster_whisper.transcribe import Segment
-from faster_whisper.vad import VadOptions, get_speech_timestamps
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy
 
 SAMPLE_RATE = 16_000
 SKIP_SECS = 30.0
@@ -31,7 +36,6 @@ GAP_SECS = 3.0
 """A segment mostly inside a stretch without speech this long is dropped."""
 PAD_SECS = 0.5
 """Taken off both ends of each stretch without speech: the soft start and end of the words around it."""
-VAD_OPTIONS = VadOptions(min_silence_duration_ms=round(GAP_SECS * 1000), speech_pad_ms=0)
 
 
 @dataclass(frozen=True)
@@ -46,28 +50,31 @@ class SpeechMap:
     def silent(self) -> bool:
         return self.gaps == ((0.0, self.duration),)
 
-    def clips(self) -> list[float]:
-        """``[start, end, ...]`` seconds to decode, as ``clip_timestamps`` takes it: all but the long gaps."""
-        edges, at = [], 0.0
+    def spans(self, skip_secs: float = SKIP_SECS) -> list[tuple[float, float]]:
+        """The (start, end) seconds to decode, in order: all but the gaps of ``skip_secs`` or more."""
+        spans, at = [], 0.0
         for start, end in self.gaps:
-            if end - start >= SKIP_SECS:
+            if end - start >= skip_secs:
                 if start > at:
-                    edges += [at, start]
+                    spans.append((round(at, 3), round(start, 3)))
                 at = end
         if at < self.duration:
-            edges += [at, self.duration]
-        return [round(edge, 3) for edge in edges]
+            spans.append((round(at, 3), round(self.duration, 3)))
+        return spans
 
-    def is_speech(self, segment: Segment) -> bool:
-        """Whether at most half of ``segment`` lies inside the gaps."""
-        length = max(segment.end - segment.start, 1e-3)
-        inside = sum(max(0.0, min(segment.end, end) - max(segment.start, start)) for start, end in self.gaps)
+    def is_speech(self, start: float, end: float) -> bool:
+        """Whether at most half of a segment from ``start`` to ``end`` lies inside the gaps."""
+        length = max(end - start, 1e-3)
+        inside = sum(max(0.0, min(end, gap_end) - max(start, gap_start)) for gap_start, gap_end in self.gaps)
         return inside <= length / 2
 
 
 def speech_map(audio: numpy.ndarray) -> SpeechMap:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
     duration = len(audio) / SAMPLE_RATE
-    stretches = get_speech_timestamps(audio, VAD_OPTIONS, sampling_rate=SAMPLE_RATE)
+    options = VadOptions(min_silence_duration_ms=round(GAP_SECS * 1000), speech_pad_ms=0)
+    stretches = get_speech_timestamps(audio, options, sampling_rate=SAMPLE_RATE)
     if not stretches:
         return SpeechMap(duration, ((0.0, duration),))
     bounds = [0.0, *(stretch[edge] / SAMPLE_RATE for stretch in stretches for edge in ("start", "end")), duration]
