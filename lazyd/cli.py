@@ -18,6 +18,7 @@ from aiohttp import web
 
 from . import __version__, users
 from .auth import PasswordHasher
+from .api_keys import ApiKeys, NewKey, key_secret, name_problem
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
 from .host import probe_host
@@ -35,6 +36,7 @@ from .web import create_app
 from .web.access_log import AccessLogger
 from .web.server import ApiRunner
 from .web.keys import DAEMON
+from .web.shapes import key_json
 
 log = logging.getLogger("lazyd")
 
@@ -81,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(run=cmd_export)
 
     _add_user_commands(commands, common)
+    _add_key_commands(commands, common)
     _add_model_commands(commands, common)
     return parser
 
@@ -160,6 +163,24 @@ def _add_user_commands(commands: argparse._SubParsersAction, common: argparse.Ar
     change.add_argument("--role", choices=users.ROLES)
     change.add_argument("--password-stdin", action="store_true", help="read a new password from standard input")
     change.set_defaults(run=cmd_user_set)
+
+
+def _add_key_commands(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    key = commands.add_parser("key", parents=[common], help="manage users' API keys")
+    actions = key.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    add = actions.add_parser("add", parents=[common], help="create a key for a user and print it (once)")
+    add.add_argument("user")
+    add.add_argument("name", help="what the key is for, e.g. 'Open WebUI'")
+    add.set_defaults(run=cmd_key_add)
+
+    listing = actions.add_parser("list", parents=[common], help="list keys (never the keys themselves)")
+    listing.add_argument("user", nargs="?", help="only this user's keys")
+    listing.set_defaults(run=cmd_key_list)
+
+    revoke = actions.add_parser("revoke", parents=[common], help="revoke a key: it stops working at once")
+    revoke.add_argument("id", type=int)
+    revoke.set_defaults(run=cmd_key_revoke)
 
 
 def _add_flag_pair(parser: argparse.ArgumentParser, dest: str, yes: str, no: str, text: str) -> None:
@@ -365,6 +386,48 @@ def cmd_user_set(config: Config, args: argparse.Namespace) -> int:
     print(f"updated {user.username}: role {user.role}, active {_yes(user.active)}, "
           f"can_interact {_yes(user.can_interact)}")
     return 0
+
+
+# --- key -------------------------------------------------------------------------------------------------
+
+def cmd_key_add(config: Config, args: argparse.Namespace) -> int:
+    if problem := name_problem(args.name):
+        raise CliError(f"key name {problem}")
+
+    async def add(store: Store) -> NewKey:
+        return await ApiKeys(store, key_secret(config)).create(await _existing_user(args.user), args.name.strip())
+
+    new = with_store(config, add)
+    print(new.key)
+    print(f"created key {new.record.id} ({new.record.name}) for {args.user}: it is shown this once",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_key_list(config: Config, args: argparse.Namespace) -> int:
+    async def listing(store: Store) -> list[tuple[str, dict]]:
+        user_id = (await _existing_user(args.user)).id if args.user else None
+        return [(owner, key_json(key)) for owner, key in await ApiKeys(store, key_secret(config)).listed(user_id)]
+
+    print(f"{'id':>5}  {'user':<24} {'prefix':<13} {'name':<24} {'created':<16} last used")
+    for owner, key in with_store(config, listing):
+        print(f"{key['id']:>5}  {owner:<24} {key['prefix']:<13} {key['name']:<24} {key['create_date'][:16]:<16} "
+              f"{key['last_used'][:16] if key['last_used'] else 'never'}")
+    return 0
+
+
+def cmd_key_revoke(config: Config, args: argparse.Namespace) -> int:
+    if not with_store(config, lambda store: ApiKeys(store, key_secret(config)).revoke(args.id)):
+        raise CliError(f"no API key with id {args.id}")
+    print(f"revoked key {args.id}")
+    return 0
+
+
+async def _existing_user(name: str) -> users.User:
+    user = await users.find_user(name)
+    if user is None:
+        raise CliError(f"no user named {name!r}")
+    return user
 
 
 # --- models ------------------------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ class DatabaseConfig:
 @dataclass(frozen=True)
 class AuthConfig:
     jwt_secret: str = secret()
+    api_key_secret: str = secret()
     access_token_minutes: int = 30
     refresh_token_days: int = 30
     bcrypt_rounds: int = 12

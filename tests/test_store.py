@@ -106,7 +106,7 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
 
 def test_every_model_is_bound_by_the_store():
     assert {model._meta.table_name for model in MODELS} == {
-        "users", "transcriptions", "transcription_chunks", "inbox_files", "schema_version"}
+        "users", "transcriptions", "transcription_chunks", "inbox_files", "api_keys", "schema_version"}
 
 
 async def test_a_postgresql_server_that_refuses_the_connection_is_unhealthy_not_an_error():

@@ -18,7 +18,7 @@ from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 from ..config import mask_url_password
 from ..files import PRIVATE_FILE_MODE, make_private_dir
 from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
-from .models import INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
+from .models import INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, ApiKey, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +177,7 @@ __all__ = [
     "INBOX_DONE",
     "INBOX_FAILED",
     "INBOX_WAITING",
+    "ApiKey",
     "InboxFile",
     "LATEST_VERSION",
     "SchemaTooNew",

@@ -172,6 +172,33 @@ def _v6_detected_languages(db: peewee.Database) -> None:
         migrator.add_column(table, "language_probability", peewee.DoubleField(null=True)))))
 
 
+def _v7_api_keys(db: peewee.Database) -> None:
+    """Per-user API keys, looked up by prefix, kept as a keyed hash."""
+
+    class User(peewee.Model):
+        id = peewee.AutoField()
+
+        class Meta:
+            database = db
+            table_name = "users"
+
+    class ApiKey(peewee.Model):
+        id = peewee.AutoField()
+        create_date = peewee.DateTimeField(default=utcnow, index=True)
+        update_date = peewee.DateTimeField(default=utcnow, index=True)
+        user = peewee.ForeignKeyField(User, column_name="user_id", on_delete="CASCADE")
+        name = peewee.CharField(max_length=100)
+        prefix = peewee.CharField(max_length=16, unique=True)
+        digest = peewee.CharField(max_length=64)
+        last_used_at = peewee.DateTimeField(null=True)
+
+        class Meta:
+            database = db
+            table_name = "api_keys"
+
+    db.create_tables([ApiKey])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
@@ -179,6 +206,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "inbox files: the outbox name each one's transcripts get", _v4_inbox_outbox_names),
     Migration(5, "user names unique in any mix of case", _v5_usernames_unique_in_any_case),
     Migration(6, "detected languages of transcriptions and chunks", _v6_detected_languages),
+    Migration(7, "API keys", _v7_api_keys),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -116,6 +116,19 @@ class InboxFile(BaseModel):
         indexes = ((("inbox", "name"), False),)
 
 
+class ApiKey(BaseModel):
+    """A user's API key: only its lookup prefix and a keyed hash of the whole key are kept (:mod:`lazyd.api_keys`)."""
+
+    user = peewee.ForeignKeyField(User, column_name="user_id", backref="api_keys", on_delete="CASCADE")
+    name = peewee.CharField(max_length=100)
+    prefix = peewee.CharField(max_length=16, unique=True)
+    digest = peewee.CharField(max_length=64)
+    last_used_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "api_keys"
+
+
 class SchemaVersion(AsyncModel):
     version = peewee.IntegerField(primary_key=True)
     description = peewee.CharField(max_length=256)
@@ -125,4 +138,4 @@ class SchemaVersion(AsyncModel):
         table_name = "schema_version"
 
 
-MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, InboxFile, SchemaVersion)
+MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, InboxFile, ApiKey, SchemaVersion)

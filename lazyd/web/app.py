@@ -11,13 +11,14 @@ from datetime import timedelta
 
 from aiohttp import web
 
+from ..api_keys import ApiKeys, key_secret
 from ..auth import PasswordHasher, TokenIssuer, load_or_create_secret
 from ..config import Config
 from ..daemon import Daemon
 from ..registry import Registry, load_registry
-from . import auth_routes, export_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
+from . import auth_routes, export_routes, key_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
 from .errors import error_middleware, tag_response
-from .keys import CONFIG, DAEMON, HASHER, REGISTRY, TOKENS
+from .keys import API_KEYS, CONFIG, DAEMON, HASHER, REGISTRY, TOKENS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,9 @@ ROUTES = (
     web.post("/auth/refresh", auth_routes.refresh),
     web.get("/auth/info", auth_routes.info),
     web.delete("/auth/info", auth_routes.delete_self),
+    web.post("/auth/keys", key_routes.create),
+    web.get("/auth/keys", key_routes.list_keys),
+    web.delete("/auth/keys/{id}", key_routes.revoke),
     web.patch("/auth/patch", user_routes.seed_patch),
     web.get("/users", user_routes.list_users),
     web.patch("/users/{id}", user_routes.patch_user),
@@ -75,6 +79,7 @@ def token_issuer(config: Config) -> TokenIssuer:
 async def _running(app: web.Application, daemon: Daemon) -> AsyncIterator[None]:
     async with daemon:
         app[DAEMON] = daemon
+        app[API_KEYS] = ApiKeys(daemon.store, key_secret(app[CONFIG]))
         yield
 
 

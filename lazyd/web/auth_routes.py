@@ -55,7 +55,7 @@ def _token_response(request: web.Request, user: User) -> web.Response:
 
 
 async def info(request: web.Request) -> web.Response:
-    return web.json_response(user_json(await current_user(request)))
+    return web.json_response(user_json(await current_user(request, api_key=True)))
 
 
 async def delete_self(request: web.Request) -> web.Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..api_keys import ApiKeys
 from ..auth import PasswordHasher, TokenIssuer
 from ..config import Config
 from ..daemon import Daemon
@@ -15,3 +16,5 @@ DAEMON = web.AppKey("daemon", Daemon)
 """The running system: store, events, jobs, scheduler, inboxes (set while the app runs)."""
 HASHER = web.AppKey("hasher", PasswordHasher)
 TOKENS = web.AppKey("tokens", TokenIssuer)
+API_KEYS = web.AppKey("api_keys", ApiKeys)
+"""Users' API keys (set while the app runs: they live in the store)."""

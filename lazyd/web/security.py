@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..api_keys import is_api_key
 from ..auth import ACCESS, TokenClaims, secrets_equal
 from ..store import Transcription, User
 from ..validation import query_id
 from .errors import forbidden, not_found, unauthorized
-from .keys import CONFIG, DAEMON, TOKENS
+from .keys import API_KEYS, CONFIG, DAEMON, TOKENS
 
 INVALID_TOKEN = "Invalid or expired token"
 TRANSCRIPTION_NOT_FOUND = "Transcription not found"
@@ -30,6 +31,16 @@ async def user_from_token(request: web.Request, token: str, token_type: str = AC
     return await user_from_claims(request.app[TOKENS].decode(token, token_type))
 
 
+async def user_from_key(request: web.Request, key: str) -> User:
+    """The active user ``key`` belongs to; 401 for a key revoked, unknown or malformed, or a blocked user."""
+    user = await request.app[API_KEYS].user_of(key)
+    if user is None:
+        raise unauthorized("Invalid or revoked API key")
+    if not user.active:
+        raise unauthorized("Your account is blocked")
+    return user
+
+
 async def user_from_claims(claims: TokenClaims | None) -> User:
     """The active user decoded ``claims`` name, if the token is still current; 401 for anything else."""
     user = await User.aget_or_none(User.id == claims.user_id) if claims else None
@@ -42,12 +53,21 @@ async def user_from_claims(claims: TokenClaims | None) -> User:
     return user
 
 
-async def current_user(request: web.Request, *, admin: bool = False, can_interact: bool = False) -> User:
-    """The caller, checked for the admin role or the upload permission when the route needs them."""
+async def current_user(request: web.Request, *, admin: bool = False, can_interact: bool = False,
+                       api_key: bool = False) -> User:
+    """The caller, checked for the admin role or the upload permission when the route needs them.
+
+    The bearer is a login's access token or, on routes that pass ``api_key`` (transcribing and reading
+    transcripts), one of the user's API keys. Account changes, admin actions and the keys themselves need
+    a login, so that a leaked key can neither take the account over nor make more keys.
+    """
     token = bearer_token(request)
     if token is None:
         raise unauthorized("Invalid Authorization Header")
-    user = await user_from_token(request, token)
+    if api_key and is_api_key(token):
+        user = await user_from_key(request, token)
+    else:
+        user = await user_from_token(request, token)
     if admin and user.role != "admin":
         raise forbidden("Access restricted: this action needs the admin role")
     if can_interact and not user.can_interact:
@@ -78,7 +98,7 @@ async def owned_transcription(request: web.Request, query_name: str) -> tuple[Us
     """The caller and their transcription whose id the query parameter ``query_name`` holds; 404 when it is
     missing or someone else's."""
     job_id = query_id(request.query, query_name)
-    user = await current_user(request)
+    user = await current_user(request, api_key=True)
     job = await request.app[DAEMON].owned_job(user.id, job_id)
     if job is None:
         raise not_found(TRANSCRIPTION_NOT_FOUND)

@@ -9,8 +9,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from ..api_keys import KEY_START
 from ..daemon import DaemonStatus
-from ..store import TranscriptionChunk, User
+from ..store import ApiKey, TranscriptionChunk, User
+
+
+def key_json(key: ApiKey) -> dict[str, Any]:
+    """An API key as its owner sees it listed: never the key, only the prefix that names it."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": f"{KEY_START}{key.prefix}",
+        "create_date": key.create_date.isoformat(),
+        "last_used": key.last_used_at.isoformat() if key.last_used_at else None,
+    }
 
 
 def user_json(user: User) -> dict[str, Any]:

@@ -34,7 +34,7 @@ OPTION_FIELDS = tuple(Field(spec.name, spec.kind, check=spec.problem) for spec i
 # -- reading ----------------------------------------------------------------------------------------------
 
 async def list_transcriptions(request: web.Request) -> web.Response:
-    user = await current_user(request)
+    user = await current_user(request, api_key=True)
     page, size = pagination(request, max_size=INT64_MAX)  # a seed route: any size, as the seed took
     store = request.app[DAEMON].store
     mine = Transcription.select().where(Transcription.creator == user.id)
@@ -102,7 +102,7 @@ async def delete(request: web.Request) -> web.Response:
 async def upload(request: web.Request) -> web.Response:
     """``POST /upload-audiofile``: multipart field ``audiofile``, plus optional decoding options."""
     config = request.app[CONFIG]
-    user = await current_user(request, can_interact=True)
+    user = await current_user(request, can_interact=True, api_key=True)
     limit = config.limits.max_upload_mb * 1024 * 1024
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise ApiError(413, str(UploadTooLarge(limit)))
