@@ -140,6 +140,8 @@ class Backend(ABC):
     """An ASR engine; instances must be cheap to create (no model loading, no heavy imports)."""
 
     name: ClassVar[str]
+    default_model: ClassVar[str] = ""
+    """The model an empty ``[transcription] model`` loads, by the name clients see (``/v1/models``)."""
 
     @abstractmethod
     def devices(self) -> list[DeviceSupport]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -108,6 +109,8 @@ class Daemon:
         self.events = EventHub()
         self.upload_quota = upload_quota(config)
         self.host = probe_host()
+        self.started_at = int(time.time())
+        """When this daemon started, in Unix seconds."""
         self.backend = BackendStatus(scheduler=config.scheduler.enabled)
         self.scheduler: Scheduler | None = None
         self.parallel = parallel_decodes(config, config.transcription.device)

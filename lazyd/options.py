@@ -57,6 +57,13 @@ def _between(low: int, high: int, name: str) -> Callable[[int], str | None]:
     return lambda number: None if low <= number <= high else f"{name} must be between {low} and {high}"
 
 
+def _task(task: str) -> str | None:
+    return None if task in TASKS else "task must be 'transcribe' or 'translate'"
+
+
+TASKS = ("transcribe", "translate")
+
+
 def _language_code(code: str) -> str | None:
     return None if re.fullmatch(r"[a-z]{2,3}", code) else "language must be an ISO 639-1 code such as 'en'"
 
@@ -93,6 +100,8 @@ class TranscribeOptions(_EmptyIsUnset):
     word_timestamps: bool = option(True, "time every word")
     batch_size: int = option(0, "0 decodes sequentially; above 0, speech segments found by VAD are decoded "
                              "in batches of this size", check=_between(0, 64, "batch_size"))
+    task: str = option("transcribe", "transcribe, or translate the speech into English (multilingual models "
+                       "only)", check=_task)
 
 
 @dataclass(frozen=True)

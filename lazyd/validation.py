@@ -7,6 +7,7 @@ that show them keep working.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -68,7 +69,8 @@ from 1 and never get there). An id outside it is refused before a query could fa
 
 
 _TYPE_NAMES = {str: ("string_type", "a valid string"), bool: ("bool_type", "a valid boolean"),
-               int: ("int_type", "a valid integer"), dict: ("dict_type", "a valid dictionary")}
+               int: ("int_type", "a valid integer"), float: ("float_type", "a valid number"),
+               dict: ("dict_type", "a valid dictionary")}
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class Field:
 def _is_kind(value: Any, kind: type) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     return isinstance(value, kind)
 
 

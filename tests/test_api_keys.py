@@ -193,3 +193,16 @@ async def test_a_key_added_on_the_command_line_works_on_the_running_daemon(daemo
         async with session.get(f"http://127.0.0.1:{port}/auth/info", headers=bearer(key)) as response:
             assert response.status == 200
             assert (await response.json())["username"] == "alice"
+
+
+async def test_a_key_uploads_after_it_was_used_to_read(client, accounts, tmp_path):
+    """Noting a key's use writes to the store; the upload's own write must not find the database locked."""
+    from media import tone, write_audio
+
+    created = await new_key(client, await accounts.headers("alice", can_interact=True))
+    assert (await client.get("/transcriptions", headers=bearer(created["key"]))).status == 200
+    form = aiohttp.FormData()
+    recording = write_audio(tmp_path / "tone.wav", tone(440, 12.0))
+    form.add_field("audiofile", recording.read_bytes(), filename="tone.wav", content_type="audio/wav")
+    response = await client.post("/upload-audiofile", data=form, headers=bearer(created["key"]))
+    assert response.status == 200, await response.text()

@@ -18,20 +18,26 @@ NAMES = [spec.name for spec in option_specs()]
 
 def test_every_option_is_a_config_key_an_inbox_key_and_a_cli_flag():
     assert NAMES == ["language", "beam_size", "initial_prompt", "hotwords", "vad_filter", "word_timestamps",
-                     "batch_size", "model"]
+                     "batch_size", "task", "model"]
     config_keys = {spec.name for spec in dataclasses.fields(TranscriptionConfig)}
     inbox_keys = {spec.name for spec in dataclasses.fields(InboxConfig)}
     assert set(NAMES) <= config_keys and set(NAMES) <= inbox_keys
     args = build_parser().parse_args(["transcribe", "x.wav", "--language", "de", "--beam-size", "3", "--prompt", "Carnot",
                                       "--hotwords", "entropy", "--no-word-timestamps", "--vad-filter",
-                                      "--batch-size", "4", "--model", "small.en"])
+                                      "--batch-size", "4", "--task", "translate", "--model", "small.en"])
     assert {name: getattr(args, name) for name in NAMES} == {
         "language": "de", "beam_size": 3, "initial_prompt": "Carnot", "hotwords": "entropy", "vad_filter": True,
-        "word_timestamps": False, "batch_size": 4, "model": "small.en"}
+        "word_timestamps": False, "batch_size": 4, "task": "translate", "model": "small.en"}
 
 
 def test_the_upload_form_takes_every_option_but_the_model():
     assert [field.name for field in OPTION_FIELDS] == [name for name in NAMES if name != "model"]
+
+
+def test_a_task_other_than_transcribe_or_translate_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["transcribe", "x.wav", "--task", "summarize"])
+    assert "task must be 'transcribe' or 'translate'" in capsys.readouterr().err
 
 
 def test_a_flag_out_of_range_is_refused_with_the_options_own_message(capsys):

@@ -16,7 +16,8 @@ from ..auth import PasswordHasher, TokenIssuer, load_or_create_secret
 from ..config import Config
 from ..daemon import Daemon
 from ..registry import Registry, load_registry
-from . import auth_routes, export_routes, key_routes, system_routes, transcription_routes, user_routes, worker_routes, ws
+from . import (auth_routes, export_routes, key_routes, openai_routes, system_routes, transcription_routes, user_routes,
+               worker_routes, ws)
 from .errors import error_middleware, tag_response
 from .keys import API_KEYS, CONFIG, DAEMON, HASHER, REGISTRY, TOKENS
 
@@ -33,6 +34,10 @@ ROUTES = (
     web.post("/auth/keys", key_routes.create),
     web.get("/auth/keys", key_routes.list_keys),
     web.delete("/auth/keys/{id}", key_routes.revoke),
+    web.post("/v1/audio/transcriptions", openai_routes.transcriptions),
+    web.post("/v1/audio/translations", openai_routes.translations),
+    web.get("/v1/models", openai_routes.list_models),
+    web.get("/v1/models/{id}", openai_routes.get_model),
     web.patch("/auth/patch", user_routes.seed_patch),
     web.get("/users", user_routes.list_users),
     web.patch("/users/{id}", user_routes.patch_user),

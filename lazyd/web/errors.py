@@ -53,25 +53,45 @@ def error_response(status: int, detail: object, headers: dict[str, str] | None =
     return web.json_response({"detail": detail}, status=status, headers=headers)
 
 
+OPENAI_PREFIX = "/v1/"
+"""Routes under this prefix speak OpenAI's API, errors included (:func:`openai_error_response`)."""
+OPENAI_CODES = {401: "invalid_api_key", 403: "permission_denied", 404: "not_found", 405: "method_not_allowed",
+                408: "timeout", 409: "conflict", 413: "file_too_large", 415: "invalid_file_format"}
+
+
+def openai_error_response(status: int, detail: object, headers: dict[str, str] | None = None) -> web.Response:
+    """OpenAI's error shape, ``{"error": {"message", "type", "param", "code"}}``. A validation failure (a
+    list of problems) is a 400 naming the first field at fault, as OpenAI answers a bad parameter."""
+    param, code = None, OPENAI_CODES.get(status)
+    if isinstance(detail, list):
+        status, param, code = 400, str(detail[0]["loc"][-1]), detail[0]["type"]
+        detail = "; ".join(f"{problem['loc'][-1]}: {problem['msg']}" for problem in detail)
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return web.json_response({"error": {"message": detail, "type": kind, "param": param, "code": code}},
+                             status=status, headers=headers)
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every exception into the seed's JSON shape; give the request the id its response will carry."""
+    """Turn every exception into the seed's JSON shape (OpenAI's under :data:`OPENAI_PREFIX`); give the
+    request the id its response will carry."""
     request_id = request[REQUEST_ID] = secrets.token_hex(8)
+    respond = openai_error_response if request.path.startswith(OPENAI_PREFIX) else error_response
     try:
         response = await handler(request)
     except ApiError as error:
-        response = error_response(error.status, error.detail, error.headers)
+        response = respond(error.status, error.detail, error.headers)
     except ValidationFailed as error:
-        response = error_response(422, error.errors)
+        response = respond(422, error.errors)
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        response = error_response(error.status, _plain(error), _kept_headers(error))
+        response = respond(error.status, _plain(error), _kept_headers(error))
     except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
         raise
     except Exception:
         log.exception("unhandled error in %s %s (request id %s)", request.method, request.path, request_id)
-        response = error_response(500, f"Internal server error (request id {request_id})")
+        response = respond(500, f"Internal server error (request id {request_id})")
     return response
 
 

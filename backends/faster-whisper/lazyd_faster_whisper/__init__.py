@@ -45,6 +45,7 @@ class ModelLocation:
 
 class FasterWhisperBackend(Backend):
     name = "faster-whisper"
+    default_model = BUNDLED_MODEL
 
     def devices(self) -> list[DeviceSupport]:
         cuda_count, cuda_reason = _cuda_devices()
@@ -230,7 +231,14 @@ class FasterWhisperModel(LoadedModel):
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
         """The decoding options both modes pass on as they are (word timestamps are each mode's own)."""
         return {"language": self._language(options.language), "beam_size": options.beam_size,
-                "initial_prompt": options.initial_prompt, "hotwords": options.hotwords}
+                "initial_prompt": options.initial_prompt, "hotwords": options.hotwords,
+                "task": self._task(options.task)}
+
+    def _task(self, task: str) -> str:
+        if task == "translate" and self.english_only:
+            raise ValueError(f"faster-whisper model {self.label} is English-only; it cannot translate (configure a "
+                             "multilingual model such as 'small' or 'large-v3')")
+        return task
 
     def _language(self, language: str | None) -> str | None:
         if language is None:

@@ -49,6 +49,7 @@ def _bindings() -> Any:
 
 class WhisperCppBackend(Backend):
     name = "whisper.cpp"
+    default_model = BUNDLED_MODEL
 
     def devices(self) -> list[DeviceSupport]:
         host = probe_host()
@@ -186,6 +187,9 @@ class WhisperCppModel(LoadedModel):
         """
         bindings = _bindings()
         language = self._language_for(options.language)
+        if options.task == "translate" and self.english_only:
+            raise ValueError(f"whisper.cpp model {self.label} is English-only; it cannot translate (configure a "
+                             "multilingual model such as 'small' or 'large-v3')")
         speech = speech_map(audio) if options.vad_filter else None
         if speech is not None and speech.silent:
             return
@@ -230,6 +234,7 @@ class WhisperCppModel(LoadedModel):
         parameters.print_realtime = False
         parameters.print_timestamps = False
         parameters.token_timestamps = options.word_timestamps
+        parameters.translate = options.task == "translate"
         if beam:
             parameters.beam_search = {"beam_size": options.beam_size, "patience": -1.0}
         if prompt:

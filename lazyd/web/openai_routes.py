@@ -1,0 +1,290 @@
+"""OpenAI's audio API on lazyd's durable queue: ``/v1/audio/transcriptions``, ``/v1/audio/translations``
+and ``/v1/models``, for the clients that speak it (the ``openai`` libraries, Open WebUI, subtitle tools).
+
+A request is an ordinary lazyd job: it is listed under ``/transcriptions``, resumes after a crash, and is
+finished when the client has gone away. The response waits for it (or, with ``Prefer: respond-async``,
+answers 202 with the job at once); ``X-Lazyd-Transcription-Id`` names the job on every answer. Errors on
+these routes take OpenAI's shape (:func:`lazyd.web.errors.openai_error_response`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from ..exporters import ExportOptions, Transcript
+from ..jobs.events import Event
+from ..jobs.backend_setup import backend_choice
+from ..jobs.transcripts import load_transcript
+from ..languages import language_name
+from ..options import from_text, option_specs, overrides_from
+from ..registry import PluginError
+from ..store import Transcription, User
+from ..validation import Field, ValidationFailed, fail, parse_object, problem
+from .errors import ApiError
+from .keys import CONFIG, DAEMON, REGISTRY
+from .security import current_user
+from .uploads import UploadForm, submit_upload
+
+JOB_HEADER = "X-Lazyd-Transcription-Id"
+OPENAI_MODEL = "whisper-1"
+"""The model name OpenAI's clients send by default: here, this node's model."""
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("segment", "word")
+OWNER = "lazyd"
+
+
+@dataclass(frozen=True)
+class AudioRequest:
+    """What an ``/v1/audio/*`` form asks for besides the job options."""
+
+    task: str
+    response_format: str = "json"
+    granularities: tuple[str, ...] = ("segment",)
+    stream: bool = False
+
+
+OPTIONS = {spec.name: spec for spec in option_specs()}
+FIELDS = (
+    Field("model", str), Field("language", str, check=OPTIONS["language"].problem),
+    Field("prompt", str, check=OPTIONS["initial_prompt"].problem), Field("temperature", float),
+    Field("response_format", str, choices=RESPONSE_FORMATS), Field("stream", bool),
+)
+TRANSCRIPTION_FORM = UploadForm("file", frozenset({*(field.name for field in FIELDS), "timestamp_granularities[]",
+                                                   "timestamp_granularities"}))
+TRANSLATION_FORM = UploadForm("file", frozenset(field.name for field in FIELDS if field.name != "language"))
+
+
+# -- models -----------------------------------------------------------------------------------------------
+
+def served_model(app: web.Application) -> str:
+    """The model this node transcribes with: the configured one, else the default of the backend chosen
+    for this host (also on a node that runs no scheduler, for the nodes that do)."""
+    if configured := app[CONFIG].transcription.model:
+        return configured
+    try:
+        backend = backend_choice(app[CONFIG], app[REGISTRY]).backend
+    except PluginError:
+        return "default"
+    return backend.default_model or "default"
+
+
+def model_names(app: web.Application) -> tuple[str, ...]:
+    return OPENAI_MODEL, served_model(app)
+
+
+def model_json(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": OWNER}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    await current_user(request, api_key=True)
+    created = request.app[DAEMON].started_at
+    return web.json_response({"object": "list", "data": [model_json(name, created)
+                                                          for name in model_names(request.app)]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    await current_user(request, api_key=True)
+    name = request.match_info["id"]
+    if name not in model_names(request.app):
+        raise ApiError(404, f"The model {name!r} does not exist on this node")
+    return web.json_response(model_json(name, request.app[DAEMON].started_at))
+
+
+# -- transcribing -----------------------------------------------------------------------------------------
+
+async def transcriptions(request: web.Request) -> web.StreamResponse:
+    return await _audio(request, TRANSCRIPTION_FORM, "transcribe")
+
+
+async def translations(request: web.Request) -> web.StreamResponse:
+    """Into English; only a multilingual model translates (``.en`` models are English-only)."""
+    return await _audio(request, TRANSLATION_FORM, "translate")
+
+
+async def _audio(request: web.Request, form: UploadForm, task: str) -> web.StreamResponse:
+    user = await current_user(request, can_interact=True, api_key=True)
+    submitted = await submit_upload(request, user, form,
+                                    lambda fields: _parse_form(request.app, fields, task))
+    job, asked = submitted.job, submitted.extra
+    if _prefers_async(request):
+        return web.json_response(_job_json(job), status=202, headers={
+            JOB_HEADER: str(job.id), "Location": f"/transcript/info?transcript_id={job.id}"})
+    if asked.stream:
+        return await _stream(request, job, user)
+    return await _respond(request, await _finished(request, job), asked)
+
+
+def _parse_form(app: web.Application, fields: dict[str, list[str]], task: str) -> tuple[Any, AudioRequest]:
+    values = parse_object(_typed(fields), FIELDS)
+    granularities = tuple(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
+    if unknown := [name for name in granularities if name not in GRANULARITIES]:
+        raise fail(("body", "timestamp_granularities[]"), f"Input should be 'segment' or 'word', not {unknown[0]!r}",
+                   "enum")
+    if (model := values.get("model")) is not None and model not in model_names(app):
+        raise fail(("body", "model"), f"Value error, the model {model!r} does not exist on this node; "
+                                      f"GET /v1/models lists them", "model_not_found")
+    if task == "translate" and (model := served_model(app)).endswith(".en"):
+        raise fail(("body", "model"), f"Value error, this node's model {model} is English-only and cannot translate; "
+                   "configure a multilingual model (such as small or large-v3) to serve /v1/audio/translations",
+                   "translation_unsupported")
+    if not 0.0 <= values.get("temperature", 0.0) <= 1.0:
+        raise fail(("body", "temperature"), "Value error, temperature must be between 0 and 1", "value_error")
+    asked = AudioRequest(task, values.get("response_format", "json"), granularities or ("segment",),
+                         values.get("stream", False))
+    if asked.stream and asked.response_format not in ("json", "text"):
+        raise fail(("body", "stream"), "Value error, streaming answers in json or text only", "value_error")
+    options = {"language": values.get("language"), "initial_prompt": values.get("prompt"), "task": task}
+    if "word" in asked.granularities and asked.response_format == "verbose_json":
+        options["word_timestamps"] = True
+    return overrides_from(options), asked
+
+
+def _typed(fields: dict[str, list[str]]) -> dict[str, Any]:
+    """Form text converted to each field's type (the last of a repeated field counts)."""
+    typed, errors = {}, []
+    for field in FIELDS:
+        if field.name not in fields:
+            continue
+        try:
+            typed[field.name] = from_text(fields[field.name][-1], field.kind)
+        except ValueError:
+            errors.append(problem(("body", field.name), f"Input should be a valid {field.kind.__name__}",
+                                  f"{field.kind.__name__}_parsing"))
+    if errors:
+        raise ValidationFailed(errors)
+    return typed
+
+
+def _prefers_async(request: web.Request) -> bool:
+    """RFC 7240's ``Prefer: respond-async``: a lazyd extension, answered 202 with the job."""
+    preferences = request.headers.get("Prefer", "").lower()
+    return "respond-async" in (item.strip() for item in preferences.split(","))
+
+
+def _job_json(job: Transcription) -> dict[str, Any]:
+    return {"id": job.id, "object": "lazyd.transcription", "status": job.current_state}
+
+
+async def _finished(request: web.Request, job: Transcription) -> Transcript:
+    """The job's transcript once it is completed; an OpenAI-shaped error otherwise (the job stays)."""
+    daemon = request.app[DAEMON]
+    final = await daemon.wait(job.id)
+    if final is None or final.current_state != "completed":
+        state = final.current_state if final else "deleted"
+        raise ApiError(500, f"Transcription {job.id} ended {state}; its state and any finished text are at "
+                            f"/transcript/info?transcript_id={job.id}", {JOB_HEADER: str(job.id)})
+    return await load_transcript(daemon.store, final)
+
+
+async def _respond(request: web.Request, transcript: Transcript, asked: AudioRequest) -> web.Response:
+    headers = {JOB_HEADER: str(transcript.id)}
+    text = transcript_text(transcript)
+    if asked.response_format == "text":
+        return web.Response(text=text, content_type="text/plain", headers=headers)
+    if asked.response_format in ("srt", "vtt"):
+        exporter = request.app[REGISTRY].exporters.get(asked.response_format)
+        body = await asyncio.to_thread(exporter.render, transcript, ExportOptions())
+        return web.Response(body=body, content_type=exporter.media_type.split(";")[0], charset="utf-8",
+                            headers=headers)
+    if asked.response_format == "verbose_json":
+        return web.json_response(verbose_json(transcript, asked), headers=headers)
+    return web.json_response({"text": text}, headers=headers)
+
+
+def transcript_text(transcript: Transcript) -> str:
+    """The whole text, as lazyd's chunks hold it, joined by spaces."""
+    return " ".join(chunk.text.strip() for chunk in transcript.chunks if chunk.text.strip())
+
+
+def verbose_json(transcript: Transcript, asked: AudioRequest) -> dict[str, Any]:
+    """OpenAI's ``verbose_json``. lazyd keeps no tokens or per-window seek: ``tokens`` is empty, ``seek`` the
+    segment's start in 10 ms frames, ``temperature`` 0 and ``compression_ratio`` computed from the text as
+    Whisper does."""
+    answer: dict[str, Any] = {"task": asked.task, "language": language_name(transcript.language),
+                              "duration": transcript.duration_secs, "text": transcript_text(transcript)}
+    segments = list(transcript.segments)
+    if "segment" in asked.granularities:
+        answer["segments"] = [_segment_json(number, segment) for number, segment in enumerate(segments)]
+    if "word" in asked.granularities:
+        answer["words"] = [{"word": word.word, "start": word.start, "end": word.end}
+                           for segment in segments for word in segment.words or ()]
+    return answer
+
+
+def _segment_json(number: int, segment: Any) -> dict[str, Any]:
+    return {"id": number, "seek": round(segment.start * 100), "start": segment.start, "end": segment.end,
+            "text": segment.text, "tokens": [], "temperature": 0.0,
+            "avg_logprob": segment.avg_logprob if segment.avg_logprob is not None else 0.0,
+            "compression_ratio": compression_ratio(segment.text),
+            "no_speech_prob": segment.no_speech_prob if segment.no_speech_prob is not None else 0.0}
+
+
+def compression_ratio(text: str) -> float:
+    """Whisper's repetition measure: the text's length over its zlib-compressed length."""
+    data = text.encode("utf-8")
+    return round(len(data) / len(zlib.compress(data)), 3) if data else 0.0
+
+
+# -- streaming --------------------------------------------------------------------------------------------
+
+class Deltas:
+    """The text a job adds, segment by segment, once each: a chunk decoded again after a failed attempt
+    publishes its segments again, and they are not sent twice."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.last: tuple[int, float] = (-1, -1.0)
+        self.sent_any = False
+
+    def of(self, event: Event) -> str:
+        data = event.data
+        if event.type != "segment" or data.get("transcription_id") != self.job_id or not data["text"].strip():
+            return ""
+        position = (data["chunk_order"], data["start"])
+        if position <= self.last:
+            return ""
+        self.last = position
+        delta = (" " if self.sent_any else "") + data["text"].strip()
+        self.sent_any = True
+        return delta
+
+
+async def _stream(request: web.Request, job: Transcription, user: User) -> web.StreamResponse:
+    """Server-sent events as OpenAI's streaming transcription sends them: ``transcript.text.delta`` as
+    segments arrive, then ``transcript.text.done`` with the whole text (or ``error``)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           JOB_HEADER: str(job.id)})
+    await response.prepare(request)
+    daemon, deltas = request.app[DAEMON], Deltas(job.id)
+    events: asyncio.Queue[Event | None] = asyncio.Queue()
+    waiting = asyncio.create_task(daemon.wait(job.id, events.put_nowait))
+    waiting.add_done_callback(lambda _: events.put_nowait(None))
+    try:
+        while (event := await events.get()) is not None:
+            if delta := deltas.of(event):
+                await _send(response, {"type": "transcript.text.delta", "delta": delta})
+        await _send(response, await _stream_end(request, job, waiting.result()))
+        await response.write_eof()
+    finally:
+        waiting.cancel()  # the client went away: stop waiting; the job goes on
+    return response
+
+
+async def _stream_end(request: web.Request, job: Transcription, final: Transcription | None) -> dict[str, Any]:
+    if final is None or final.current_state != "completed":
+        state = final.current_state if final else "deleted"
+        return {"type": "error", "error": {"message": f"Transcription {job.id} ended {state}",
+                                           "type": "server_error", "param": None, "code": None}}
+    transcript = await load_transcript(request.app[DAEMON].store, final)
+    return {"type": "transcript.text.done", "text": transcript_text(transcript)}
+
+
+async def _send(response: web.StreamResponse, event: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(event)}\n\n".encode())
