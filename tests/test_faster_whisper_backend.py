@@ -337,13 +337,19 @@ def test_a_model_loaded_for_parallel_decodes_gives_each_thread_its_own_text_word
         assert languages[name] == DetectedLanguage("en", 1.0)
 
 
+FEATURE_ROUNDING = 1e-6
+"""The mel projection is a matrix product whose float32 rounding can depend on the matrix's width, as the
+BLAS splits it among kernels and threads: blockwise it differed from faster-whisper's one product by at
+most 6e-8 on a 2-core AMD EPYC (OpenBLAS), and not at all on the Intel machine it was written on."""
+
+
 @pytest.mark.parametrize("seconds", [0.5, 7.3, 30.0, 58.0])
-def test_blockwise_features_are_faster_whispers_value_for_value(long_lecture: numpy.ndarray, seconds: float) -> None:
+def test_blockwise_features_are_faster_whispers_to_the_last_bits_of_rounding(long_lecture: numpy.ndarray, seconds: float) -> None:
     from faster_whisper.feature_extractor import FeatureExtractor
     from lazyd_faster_whisper.features import BLOCK_FRAMES, BlockwiseFeatureExtractor
 
     audio = long_lecture[:int(seconds * 16_000)]
     assert len(audio) == int(seconds * 16_000), "the made-up lecture is shorter than this case needs"
     expected = FeatureExtractor()(audio)
-    assert numpy.array_equal(BlockwiseFeatureExtractor()(audio), expected)
+    numpy.testing.assert_allclose(BlockwiseFeatureExtractor()(audio), expected, rtol=0, atol=FEATURE_ROUNDING)
     assert seconds < 30 or expected.shape[1] > BLOCK_FRAMES, "the longer cases must span several blocks"

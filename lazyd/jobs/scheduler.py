@@ -9,7 +9,6 @@ the job here, and the chunk fence in :mod:`lazyd.jobs.states` keeps late results
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -20,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
+from ..aio import stop_tasks
 from ..backend import DetectedLanguage, Segment, Word
 from ..config import Config
 from ..options import JobOptions, TranscribeOptions, load_options
@@ -152,9 +152,12 @@ class Scheduler:
         if requeued:
             log.info("requeued %d job(s) left running by an earlier run of this daemon: %s", len(requeued),
                      ", ".join(map(str, requeued)))
-        async with asyncio.TaskGroup() as group:
-            for slot in range(self.config.scheduler.workers):
-                group.create_task(self._slot(slot))
+        slots = [asyncio.create_task(self._slot(slot), name=f"slot {slot}")
+                 for slot in range(self.config.scheduler.workers)]
+        try:
+            await asyncio.gather(*slots)
+        finally:
+            await stop_tasks(slots)
 
     async def _slot(self, slot: int) -> None:
         """Run one job after another on this slot's worker; the worker is started at once and kept loaded
@@ -170,7 +173,8 @@ class Scheduler:
                 if job is None:
                     if not unloaded and self._idle_too_long(idle_since):
                         log.info("worker %s idle for %.0f s: unloading its model", worker.pid, self._unload_after)
-                        await self._workers.pop(slot).close()
+                        await worker.close()  # /health says "unloaded" once the process is gone
+                        self._workers.pop(slot, None)
                         worker, unloaded = None, True
                     await self._idle()
                     continue
@@ -221,9 +225,13 @@ class Scheduler:
             return None
 
     async def _idle(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.config.scheduler.poll_secs):
-                await self._wake.wait()
+        """Until the next poll or a wake-up. ``asyncio.wait`` rather than a timeout around the wait: on Python
+        3.11 a cancel that arrives as the timeout fires is taken for the timeout and lost."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({woken}, timeout=self.config.scheduler.poll_secs)
+        finally:
+            woken.cancel()
         self._wake.clear()
 
     async def _run_job(self, run: Run) -> None:

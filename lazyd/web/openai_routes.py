@@ -22,14 +22,14 @@ from ..jobs.events import Event
 from ..jobs.backend_setup import backend_choice
 from ..jobs.transcripts import load_transcript
 from ..languages import language_name
-from ..options import from_text, option_specs, overrides_from
+from ..options import option_specs, overrides_from
 from ..registry import PluginError
 from ..store import Transcription, User
-from ..validation import Field, ValidationFailed, fail, parse_object, problem
+from ..validation import Field, fail
 from .errors import ApiError
 from .keys import CONFIG, DAEMON, REGISTRY
 from .security import current_user
-from .uploads import UploadForm, submit_upload
+from .uploads import UploadForm, form_values, submit_upload
 
 JOB_HEADER = "X-Lazyd-Transcription-Id"
 OPENAI_MODEL = "whisper-1"
@@ -122,7 +122,7 @@ async def _audio(request: web.Request, form: UploadForm, task: str) -> web.Strea
 
 
 def _parse_form(app: web.Application, fields: dict[str, list[str]], task: str) -> tuple[Any, AudioRequest]:
-    values = parse_object(_typed(fields), FIELDS)
+    values = form_values(fields, FIELDS)
     granularities = tuple(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
     if unknown := [name for name in granularities if name not in GRANULARITIES]:
         raise fail(("body", "timestamp_granularities[]"), f"Input should be 'segment' or 'word', not {unknown[0]!r}",
@@ -144,22 +144,6 @@ def _parse_form(app: web.Application, fields: dict[str, list[str]], task: str) -
     if "word" in asked.granularities and asked.response_format == "verbose_json":
         options["word_timestamps"] = True
     return overrides_from(options), asked
-
-
-def _typed(fields: dict[str, list[str]]) -> dict[str, Any]:
-    """Form text converted to each field's type (the last of a repeated field counts)."""
-    typed, errors = {}, []
-    for field in FIELDS:
-        if field.name not in fields:
-            continue
-        try:
-            typed[field.name] = from_text(fields[field.name][-1], field.kind)
-        except ValueError:
-            errors.append(problem(("body", field.name), f"Input should be a valid {field.kind.__name__}",
-                                  f"{field.kind.__name__}_parsing"))
-    if errors:
-        raise ValidationFailed(errors)
-    return typed
 
 
 def _prefers_async(request: web.Request) -> bool:

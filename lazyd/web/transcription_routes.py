@@ -8,15 +8,15 @@ from aiohttp import web
 
 from ..jobs.states import TransitionRefused
 from ..jobs.transcripts import all_segments_json, one_transcription_json, transcriptions_json
-from ..options import from_text, option_specs, overrides_from
+from ..options import option_specs, overrides_from
 from ..store import Transcription, TranscriptionChunk
-from ..validation import INT64_MAX, Field, ValidationFailed, fail, parse_object, problem
+from ..validation import INT64_MAX, Field
 from .body import pagination
 from .errors import conflict
 from .keys import DAEMON
 from .security import current_user, owned_transcription
 from .shapes import chunk_json, page_json
-from .uploads import UploadForm, submit_upload
+from .uploads import UploadForm, form_values, submit_upload
 
 UPLOAD_FIELD = "audiofile"
 OPTION_FIELDS = tuple(Field(spec.name, spec.kind, check=spec.problem) for spec in option_specs() if spec.from_clients)
@@ -102,18 +102,4 @@ async def upload(request: web.Request) -> web.Response:
 
 
 def _parse_options(fields: dict[str, list[str]]) -> tuple[Any, None]:
-    """Form fields are text: convert them to the option types (the last of a repeated field counts), then
-    validate like a JSON body."""
-    converted: dict[str, Any] = {}
-    errors = []
-    for field in OPTION_FIELDS:
-        if field.name not in fields:
-            continue
-        try:
-            converted[field.name] = from_text(fields[field.name][-1], field.kind)
-        except ValueError:
-            errors.append(problem(("body", field.name), f"Input should be a valid {field.kind.__name__}",
-                                  f"{field.kind.__name__}_parsing"))
-    if errors:
-        raise ValidationFailed(errors)
-    return overrides_from(parse_object(converted, OPTION_FIELDS)), None
+    return overrides_from(form_values(fields, OPTION_FIELDS)), None

@@ -18,7 +18,8 @@ from ..files import remove_files
 from ..jobs.ingest import DurationOutOfRange, StoredFile, UploadTooLarge
 from ..jobs.states import ActiveJobLimit
 from ..store import Transcription, User
-from ..validation import fail
+from ..options import from_text
+from ..validation import Field, ValidationFailed, fail, parse_object, problem
 from .body import arrives_in_time
 from .errors import ApiError, conflict
 from .keys import CONFIG, DAEMON
@@ -139,6 +140,24 @@ async def _store_part(request: web.Request, daemon: Daemon, part: BodyPartReader
                                     limit)
     except UploadTooLarge as error:
         raise ApiError(413, str(error)) from None
+
+
+def form_values(fields: dict[str, list[str]], spec: tuple[Field, ...]) -> dict[str, Any]:
+    """The form's text fields converted to their types (the last of a repeated field counts) and checked
+    like a JSON body's; every problem at once."""
+    converted: dict[str, Any] = {}
+    errors = []
+    for field in spec:
+        if field.name not in fields:
+            continue
+        try:
+            converted[field.name] = from_text(fields[field.name][-1], field.kind)
+        except ValueError:
+            errors.append(problem(("body", field.name), f"Input should be a valid {field.kind.__name__}",
+                                  f"{field.kind.__name__}_parsing"))
+    if errors:
+        raise ValidationFailed(errors)
+    return parse_object(converted, spec)
 
 
 def _missing_file(form: UploadForm) -> Exception:

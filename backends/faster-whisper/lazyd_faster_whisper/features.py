@@ -6,7 +6,10 @@ RSS rose from 180 to 350 MB), twice over when two chunks are decoded at once. Ea
 depends on its own 400 samples only, so :class:`BlockwiseFeatureExtractor` transforms
 :data:`BLOCK_FRAMES` frames at a time into the mel spectrogram, and then applies the steps that look at
 the whole (the clamp to 8 below the loudest value) exactly as faster-whisper does. The features are the
-same, value for value (``tests/test_faster_whisper_backend.py`` compares them).
+same but for float32 rounding in the mel projection, whose last bits can depend on how the BLAS splits a
+product of another width among its kernels and threads (at most 6e-8 measured on a 2-core AMD EPYC, none
+on an Intel machine; ``tests/test_faster_whisper_backend.py`` compares them). Whisper's windows can react
+to such a difference as to any other: the text may differ from a direct call's on some machines.
 
 Importing this module imports faster-whisper; the plugin imports it only when a model is loaded.
 """
