@@ -285,8 +285,16 @@ def test_timing_words_never_changes_the_text(model: FasterWhisperModel, lecture:
 
 
 @pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
+def assert_only_dropped(kept: list[Segment], decoded: list[Segment], name: str) -> None:
+    """``kept`` is ``decoded`` with some segments left out, none changed or added."""
+    remaining = iter([(segment.start, segment.text) for segment in decoded])
+    assert all((segment.start, segment.text) in remaining for segment in kept), name
+
+
 def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWhisperModel) -> None:
-    """Also: on every recording, the text with word times, and with VAD, is the text of the plain decode."""
+    """Also: on every recording, the text with word times is the text of the plain decode, and VAD only
+    leaves segments out, never for the worse (on a 2-core AMD machine the plain decode of vosk_lucier
+    invented a repeated sentence after the last word, which VAD dropped; on an Intel one it did not)."""
     from faster_whisper import decode_audio
 
     total_edits = total_words = 0
@@ -299,8 +307,9 @@ def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWh
         assert text_of(timed) == hypothesis, row["filename"]
         assert_words_spell_the_text(timed)
         with_vad = list(model.transcribe(audio, TranscribeOptions(beam_size=5)))  # the defaults: VAD on
-        assert text_of(with_vad) == hypothesis, row["filename"]
-        edits, words = word_errors(row["reference"], hypothesis)
+        assert_only_dropped(with_vad, timed, row["filename"])
+        edits, words = word_errors(row["reference"], text_of(with_vad))
+        assert edits <= word_errors(row["reference"], hypothesis)[0], row["filename"]
         total_edits, total_words = total_edits + edits, total_words + words
         per_file.append(f"{row['filename']}: {edits}/{words}")
 

@@ -95,7 +95,7 @@ async def test_the_options_of_an_upload_reach_the_backend_and_progress_is_report
     await wait_for_state(client, headers, job_id, ("completed",))
     [options] = [json.loads(line) for line in control.with_name("options.jsonl").read_text().splitlines()]
     assert options == {"language": "de", "beam_size": 2, "initial_prompt": "Entropie", "hotwords": "Carnot",
-                       "vad_filter": True, "word_timestamps": False, "batch_size": 0}
+                       "vad_filter": True, "word_timestamps": False, "batch_size": 0, "task": "transcribe"}
     progress = []
     while not any(event.get("state") == "completed" for event in progress):
         progress.append(await events.receive_json(timeout=5))

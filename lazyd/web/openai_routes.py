@@ -24,7 +24,7 @@ from ..jobs.transcripts import load_transcript
 from ..languages import language_name
 from ..options import option_specs, overrides_from
 from ..registry import PluginError
-from ..store import Transcription, User
+from ..store import Transcription
 from ..validation import Field, fail
 from .errors import ApiError
 from .keys import CONFIG, DAEMON, REGISTRY
@@ -52,7 +52,8 @@ class AudioRequest:
 OPTIONS = {spec.name: spec for spec in option_specs()}
 FIELDS = (
     Field("model", str), Field("language", str, check=OPTIONS["language"].problem),
-    Field("prompt", str, check=OPTIONS["initial_prompt"].problem), Field("temperature", float),
+    Field("prompt", str, check=OPTIONS["initial_prompt"].problem),
+    Field("temperature", float, check=lambda value: None if 0 <= value <= 1 else "temperature must be between 0 and 1"),
     Field("response_format", str, choices=RESPONSE_FORMATS), Field("stream", bool),
 )
 TRANSCRIPTION_FORM = UploadForm("file", frozenset({*(field.name for field in FIELDS), "timestamp_granularities[]",
@@ -117,7 +118,7 @@ async def _audio(request: web.Request, form: UploadForm, task: str) -> web.Strea
         return web.json_response(_job_json(job), status=202, headers={
             JOB_HEADER: str(job.id), "Location": f"/transcript/info?transcript_id={job.id}"})
     if asked.stream:
-        return await _stream(request, job, user)
+        return await _stream(request, job)
     return await _respond(request, await _finished(request, job), asked)
 
 
@@ -134,8 +135,6 @@ def _parse_form(app: web.Application, fields: dict[str, list[str]], task: str) -
         raise fail(("body", "model"), f"Value error, this node's model {model} is English-only and cannot translate; "
                    "configure a multilingual model (such as small or large-v3) to serve /v1/audio/translations",
                    "translation_unsupported")
-    if not 0.0 <= values.get("temperature", 0.0) <= 1.0:
-        raise fail(("body", "temperature"), "Value error, temperature must be between 0 and 1", "value_error")
     asked = AudioRequest(task, values.get("response_format", "json"), granularities or ("segment",),
                          values.get("stream", False))
     if asked.stream and asked.response_format not in ("json", "text"):
@@ -240,7 +239,7 @@ class Deltas:
         return delta
 
 
-async def _stream(request: web.Request, job: Transcription, user: User) -> web.StreamResponse:
+async def _stream(request: web.Request, job: Transcription) -> web.StreamResponse:
     """Server-sent events as OpenAI's streaming transcription sends them: ``transcript.text.delta`` as
     segments arrive, then ``transcript.text.done`` with the whole text (or ``error``)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
