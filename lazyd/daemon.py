@@ -26,7 +26,7 @@ from .config import Config
 from .files import make_private, remove_files
 from .host import Host, probe_host
 from .inbox import Inbox, check_inbox
-from .jobs.backend_setup import parallel_decodes, worker_setup
+from .jobs.backend_setup import backend_choice, parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
@@ -120,6 +120,7 @@ class Daemon:
         self.idle_inboxes: list[InboxStatus] = []
         """The ``[[inbox]]`` entries that do not run, each with its reason."""
         self._store: Store | None = None
+        self._served_model: str | None = None
         self._states: JobStates | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -313,6 +314,21 @@ class Daemon:
                 if await _next_event_of(queue, job_id, on_event) is not None:
                     job = await Transcription.aget_or_none(Transcription.id == job_id)
         return job
+
+    async def served_model(self) -> str:
+        """The model clients see this node serve (``/v1/models``): ``[transcription] model``, else the default
+        of the backend chosen for this host (also on a node without a scheduler). Probed once, in a thread:
+        asking a backend for its devices can load CUDA."""
+        if self._served_model is None:
+            self._served_model = self.config.transcription.model or await asyncio.to_thread(self._default_model)
+        return self._served_model
+
+    def _default_model(self) -> str:
+        try:
+            backend = backend_choice(self.config, self.registry).backend
+        except PluginError:
+            return "default"
+        return backend.default_model or "default"
 
     async def summary(self, job: Transcription) -> dict[str, Any]:
         """The seed's transcription object of ``job``."""

@@ -19,15 +19,13 @@ from aiohttp import web
 
 from ..exporters import ExportOptions, Transcript
 from ..jobs.events import Event
-from ..jobs.backend_setup import backend_choice
 from ..jobs.transcripts import load_transcript
 from ..languages import language_name
 from ..options import option_specs, overrides_from
-from ..registry import PluginError
 from ..store import Transcription
 from ..validation import Field, fail
 from .errors import ApiError
-from .keys import CONFIG, DAEMON, REGISTRY
+from .keys import DAEMON, REGISTRY
 from .security import current_user
 from .uploads import UploadForm, form_values, submit_upload
 
@@ -63,20 +61,8 @@ TRANSLATION_FORM = UploadForm("file", frozenset(field.name for field in FIELDS i
 
 # -- models -----------------------------------------------------------------------------------------------
 
-def served_model(app: web.Application) -> str:
-    """The model this node transcribes with: the configured one, else the default of the backend chosen
-    for this host (also on a node that runs no scheduler, for the nodes that do)."""
-    if configured := app[CONFIG].transcription.model:
-        return configured
-    try:
-        backend = backend_choice(app[CONFIG], app[REGISTRY]).backend
-    except PluginError:
-        return "default"
-    return backend.default_model or "default"
-
-
-def model_names(app: web.Application) -> tuple[str, ...]:
-    return OPENAI_MODEL, served_model(app)
+async def model_names(app: web.Application) -> tuple[str, ...]:
+    return OPENAI_MODEL, await app[DAEMON].served_model()
 
 
 def model_json(name: str, created: int) -> dict[str, Any]:
@@ -87,13 +73,13 @@ async def list_models(request: web.Request) -> web.Response:
     await current_user(request, api_key=True)
     created = request.app[DAEMON].started_at
     return web.json_response({"object": "list", "data": [model_json(name, created)
-                                                          for name in model_names(request.app)]})
+                                                          for name in await model_names(request.app)]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     await current_user(request, api_key=True)
     name = request.match_info["id"]
-    if name not in model_names(request.app):
+    if name not in await model_names(request.app):
         raise ApiError(404, f"The model {name!r} does not exist on this node")
     return web.json_response(model_json(name, request.app[DAEMON].started_at))
 
@@ -111,8 +97,8 @@ async def translations(request: web.Request) -> web.StreamResponse:
 
 async def _audio(request: web.Request, form: UploadForm, task: str) -> web.StreamResponse:
     user = await current_user(request, can_interact=True, api_key=True)
-    submitted = await submit_upload(request, user, form,
-                                    lambda fields: _parse_form(request.app, fields, task))
+    models = await model_names(request.app)
+    submitted = await submit_upload(request, user, form, lambda fields: _parse_form(models, fields, task))
     job, asked = submitted.job, submitted.extra
     if _prefers_async(request):
         return web.json_response(_job_json(job), status=202, headers={
@@ -122,16 +108,17 @@ async def _audio(request: web.Request, form: UploadForm, task: str) -> web.Strea
     return await _respond(request, await _finished(request, job), asked)
 
 
-def _parse_form(app: web.Application, fields: dict[str, list[str]], task: str) -> tuple[Any, AudioRequest]:
+def _parse_form(models: tuple[str, ...], fields: dict[str, list[str]], task: str) -> tuple[Any, AudioRequest]:
+    """The job options and the answer asked for; ``models`` are the names this node serves (its own last)."""
     values = form_values(fields, FIELDS)
     granularities = tuple(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
     if unknown := [name for name in granularities if name not in GRANULARITIES]:
         raise fail(("body", "timestamp_granularities[]"), f"Input should be 'segment' or 'word', not {unknown[0]!r}",
                    "enum")
-    if (model := values.get("model")) is not None and model not in model_names(app):
+    if (model := values.get("model")) is not None and model not in models:
         raise fail(("body", "model"), f"Value error, the model {model!r} does not exist on this node; "
                                       f"GET /v1/models lists them", "model_not_found")
-    if task == "translate" and (model := served_model(app)).endswith(".en"):
+    if task == "translate" and (model := models[-1]).endswith(".en"):
         raise fail(("body", "model"), f"Value error, this node's model {model} is English-only and cannot translate; "
                    "configure a multilingual model (such as small or large-v3) to serve /v1/audio/translations",
                    "translation_unsupported")
