@@ -17,6 +17,7 @@ from .backend import (
     Segment,
     TranscribeOptions,
     Word,
+    english_only_error,
 )
 from .exporters import ExportOptions, Exporter, StreamingExporter, Transcript, TranscriptChunk
 
@@ -39,5 +40,6 @@ __all__ = [
     "Transcript",
     "TranscriptChunk",
     "Word",
+    "english_only_error",
     "hookimpl",
 ]

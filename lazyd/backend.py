@@ -136,6 +136,12 @@ class LoadedModel(ABC):
         return None
 
 
+def english_only_error(model: str, cannot: str) -> ValueError:
+    """What a backend raises for a job its English-only model cannot do (``cannot``: "translate", say)."""
+    return ValueError(f"{model} is English-only; it cannot {cannot} (configure a multilingual model such as "
+                      "'small' or 'large-v3')")
+
+
 class Backend(ABC):
     """An ASR engine; instances must be cheap to create (no model loading, no heavy imports)."""
 

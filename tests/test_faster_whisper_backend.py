@@ -206,6 +206,11 @@ def test_english_only_model_refuses_another_language(model: FasterWhisperModel, 
         next(model.transcribe(lecture, TranscribeOptions(language="fr")))
 
 
+def test_english_only_model_refuses_to_translate(model: FasterWhisperModel, lecture: numpy.ndarray) -> None:
+    with pytest.raises(ValueError, match="English-only; it cannot translate"):
+        next(model.transcribe(lecture, TranscribeOptions(task="translate")))
+
+
 class CountingWhisper:
     """Stands in for the CTranslate2 Whisper object and counts decoder runs."""
 

@@ -162,6 +162,11 @@ def test_english_only_model_refuses_another_language(model: WhisperCppModel, lec
         next(model.transcribe(lecture, TranscribeOptions(language="fr")))
 
 
+def test_english_only_model_refuses_to_translate(model: WhisperCppModel, lecture: numpy.ndarray) -> None:
+    with pytest.raises(ValueError, match="English-only; it cannot translate"):
+        next(model.transcribe(lecture, TranscribeOptions(task="translate")))
+
+
 def test_silence_gives_no_segments(model: WhisperCppModel) -> None:
     assert list(model.transcribe(numpy.zeros(16_000 * 20, numpy.float32), TranscribeOptions())) == []
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions,
-                   Word, hookimpl)
+                   Word, english_only_error, hookimpl)
 from lazyd.voice_activity import speech_map
 
 if TYPE_CHECKING:
@@ -236,8 +236,7 @@ class FasterWhisperModel(LoadedModel):
 
     def _task(self, task: str) -> str:
         if task == "translate" and self.english_only:
-            raise ValueError(f"faster-whisper model {self.label} is English-only; it cannot translate (configure a "
-                             "multilingual model such as 'small' or 'large-v3')")
+            raise english_only_error(f"faster-whisper model {self.label}", "translate")
         return task
 
     def _language(self, language: str | None) -> str | None:
@@ -245,8 +244,7 @@ class FasterWhisperModel(LoadedModel):
             return None
         if language.lower() == "en" or not self.english_only:
             return language.lower()
-        raise ValueError(f"faster-whisper model {self.label} is English-only; it cannot transcribe language "
-                         f"{language!r} (configure a multilingual model such as 'small' or 'large-v3')")
+        raise english_only_error(f"faster-whisper model {self.label}", f"transcribe language {language!r}")
 
 ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "e.g.", "i.e.", "cf."})
 """Words that end in a full stop without ending a sentence."""

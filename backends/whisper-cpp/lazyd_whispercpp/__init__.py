@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions,
-                   Word, hookimpl)
+                   Word, english_only_error, hookimpl)
 from lazyd.host import probe_host
 from lazyd.models.ggml import GgmlFileError, read_ggml
 from lazyd.voice_activity import GAP_SECS, SAMPLE_RATE, SpeechMap, speech_map
@@ -188,8 +188,7 @@ class WhisperCppModel(LoadedModel):
         bindings = _bindings()
         language = self._language_for(options.language)
         if options.task == "translate" and self.english_only:
-            raise ValueError(f"whisper.cpp model {self.label} is English-only; it cannot translate (configure a "
-                             "multilingual model such as 'small' or 'large-v3')")
+            raise english_only_error(f"whisper.cpp model {self.label}", "translate")
         speech = speech_map(audio) if options.vad_filter else None
         if speech is not None and speech.silent:
             return
@@ -219,8 +218,7 @@ class WhisperCppModel(LoadedModel):
             return "en" if self.english_only else None
         if language.lower() == "en" or not self.english_only:
             return language.lower()
-        raise ValueError(f"whisper.cpp model {self.label} is English-only; it cannot transcribe language "
-                         f"{language!r} (configure a multilingual model such as 'small' or 'large-v3')")
+        raise english_only_error(f"whisper.cpp model {self.label}", f"transcribe language {language!r}")
 
     def _parameters(self, bindings: Any, options: TranscribeOptions, language: str | None, prompt: str) -> Any:
         beam = options.beam_size > 1
