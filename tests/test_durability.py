@@ -366,14 +366,20 @@ async def test_a_killed_daemon_resumes_the_job_at_its_first_unfinished_chunk(dae
     assert await second.exit_status() == 0
 
 
-async def wait_with_chunks_in_flight(session: aiohttp.ClientSession, headers: dict[str, str], job_id: int,
-                                     control: Path, in_flight: int) -> None:
-    """Until a chunk is committed and ``in_flight`` chunks after it have been started by the fake."""
+async def freeze_with_chunks_in_flight(daemon: Daemon, session: aiohttp.ClientSession, headers: dict[str, str],
+                                      job_id: int, database: Database, control: Path, in_flight: int) -> None:
+    """Until a chunk is committed and ``in_flight`` chunks after it have been started by the fake; the daemon
+    is left frozen (SIGSTOP) at that moment. Parallel chunks finish together, so a commit can land between a
+    poll and a kill: the state is read again once the daemon can no longer commit."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         committed = (await transcript(session, headers, job_id))["total"]
         if 1 <= committed and len(fake_calls(control)) >= committed + in_flight:
-            return
+            daemon.process.send_signal(signal.SIGSTOP)
+            committed = len(await database.chunk_counts(job_id))
+            if 1 <= committed and len(fake_calls(control)) >= committed + in_flight:
+                return
+            daemon.process.send_signal(signal.SIGCONT)
         await asyncio.sleep(0.05)
     raise AssertionError(f"the job never had a chunk done with {in_flight} more running")
 
@@ -384,7 +390,7 @@ async def test_a_daemon_killed_with_several_chunks_in_flight_resumes_with_none_l
     first = await daemons.start()
     headers, job_id, worker = await upload_tones(first, tmp_path)
     async with first.session() as session:
-        await wait_with_chunks_in_flight(session, headers, job_id, control, in_flight=2)
+        await freeze_with_chunks_in_flight(first, session, headers, job_id, database, control, in_flight=2)
 
     first.process.send_signal(signal.SIGKILL)
     assert await first.exit_status() == -signal.SIGKILL
