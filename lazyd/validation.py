@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .options import parse_bool
 
 USERNAME_RULE = "Username must consist of Latin letters only and be between 5 and 64 characters long."
 PASSWORD_RULE = (
@@ -84,6 +83,9 @@ class Field:
     choices: tuple[str, ...] = ()
     bounds: tuple[int, int] = INT64_RANGE
     """For an integer field: the values it may take (:data:`ID_RANGE` for a row id)."""
+    fields: tuple[Field, ...] = ()
+    """For an object field: its keys (read with :func:`parse_object` by the code that takes it)."""
+    description: str = ""
 
 
 def _is_kind(value: Any, kind: type) -> bool:
@@ -100,11 +102,15 @@ def _field_problem(field: Field, value: Any, loc: Loc) -> dict[str, Any] | None:
         return problem(loc, f"Input should be {wanted}", kind)
     if field.kind is int and (out_of_range := int_range_problem(value, loc, field.bounds)):
         return out_of_range
-    if field.choices and value not in field.choices:
-        return problem(loc, f"Input should be {_or_list(field.choices)}", "enum")
+    if field.choices and (message := choice_problem(value, field.choices)):
+        return problem(loc, message, "enum")
     if field.check and (message := field.check(value)):
         return problem(loc, f"Value error, {message}", "value_error")
     return None
+
+
+def choice_problem(value: str, choices: tuple[str, ...]) -> str | None:
+    return None if value in choices else f"Input should be {_or_list(choices)}"
 
 
 def _or_list(choices: tuple[str, ...]) -> str:
@@ -228,48 +234,4 @@ def parse_int(raw: str, loc: Loc, bounds: tuple[int, int] = INT64_RANGE) -> int:
     value = int(raw)
     if out_of_range := int_range_problem(value, loc, bounds):
         raise ValidationFailed([out_of_range])
-    return value
-
-
-def query_id(query: Mapping[str, str], name: str) -> int:
-    """A required row id in the query string (see :data:`ID_RANGE`)."""
-    if name not in query:
-        raise fail(("query", name), "Field required", "missing")
-    return parse_int(query[name], ("query", name), ID_RANGE)
-
-
-def query_int(
-    query: Mapping[str, str], name: str, default: int | None = None, *, ge: int | None = None, le: int | None = None
-) -> int:
-    """An integer query parameter; missing is an error only when there is no default."""
-    raw = query.get(name)
-    if raw is None:
-        if default is None:
-            raise fail(("query", name), "Field required", "missing")
-        return default
-    value = parse_int(raw, ("query", name))
-    if ge is not None and value < ge:
-        raise fail(("query", name), f"Input should be greater than or equal to {ge}", "greater_than_equal")
-    if le is not None and value > le:
-        raise fail(("query", name), f"Input should be less than or equal to {le}", "less_than_equal")
-    return value
-
-
-def query_bool(query: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """A boolean query parameter, spelled as pydantic accepts it (:func:`lazyd.options.parse_bool`)."""
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        return parse_bool(raw)
-    except ValueError:
-        raise fail(("query", name), "Input should be a valid boolean, unable to interpret input",
-                   "bool_parsing") from None
-
-
-def query_choice(query: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
-    """A query parameter restricted to ``choices``; the first choice is the default."""
-    value = query.get(name, choices[0])
-    if value not in choices:
-        raise fail(("query", name), f"Input should be {_or_list(choices)}", "enum")
     return value

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from aiohttp.test_utils import make_mocked_request
 
 from lazyd.cli import build_parser
 from lazyd.config import ConfigError, InboxConfig, TranscriptionConfig, load_config
 from lazyd.options import (FALSE_WORDS, TRUE_WORDS, JobOptions, JobOverrides, TranscribeOptions, load_options,
                            option_specs, parse_bool, stored_options)
-from lazyd.validation import query_bool
+from lazyd.web.api import Param
 from lazyd.web.transcription_routes import OPTION_FIELDS
 
 NAMES = [spec.name for spec in option_specs()]
@@ -74,7 +75,7 @@ def test_options_stored_by_earlier_versions_load_and_bad_keys_are_left_out():
 def test_one_boolean_parser_for_config_queries_and_forms(tmp_path, word):
     expected = word in TRUE_WORDS
     assert parse_bool(word.upper()) is expected
-    assert query_bool({"flag": word}, "flag") is expected
+    assert Param("flag", bool).read(make_mocked_request("GET", f"/?flag={word}")) is expected
     config = load_config(None, data_dir=tmp_path, env={"LAZYD_TRANSCRIPTION__VAD_FILTER": word})
     assert config.transcription.vad_filter is expected
 

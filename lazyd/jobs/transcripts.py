@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from ..backend import Segment, confidence
 from ..exporters import Transcript
@@ -21,7 +21,24 @@ from ..store import Store, Transcription, TranscriptionChunk
 DESCRIPTION_CHARS = 256
 
 
-def transcription_json(row: Transcription, description: str) -> dict[str, Any]:
+class TranscriptionJson(TypedDict):
+    """The seed's transcription object; the details (``language``...) come with one transcription only."""
+
+    id: int
+    creator_id: int
+    audio_len_secs: float
+    chunk_size_secs: float
+    current_state: str
+    """One of :data:`lazyd.jobs.states.STATES` (which imports this module)."""
+    create_date: str
+    update_date: str
+    description: str
+    error_count: int
+    language: NotRequired[str | None]
+    language_probability: NotRequired[float | None]
+
+
+def transcription_json(row: Transcription, description: str) -> TranscriptionJson:
     """The seed's transcription object; ``description`` is the start of chunk 0's text."""
     return {
         "id": row.id,
@@ -47,12 +64,12 @@ async def descriptions(store: Store, ids: Iterable[int]) -> dict[int, str]:
     return {row.transcript_id: row.text for row in rows}
 
 
-async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[dict[str, Any]]:
+async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[TranscriptionJson]:
     texts = await descriptions(store, (row.id for row in rows))
     return [transcription_json(row, texts.get(row.id, "")) for row in rows]
 
 
-async def one_transcription_json(store: Store, row: Transcription) -> dict[str, Any]:
+async def one_transcription_json(store: Store, row: Transcription) -> TranscriptionJson:
     """The seed's object for one transcription, plus lazyd's details (the list keeps the seed's shape)."""
     [data] = await transcriptions_json(store, [row])
     return data | {"language": row.language, "language_probability": row.language_probability}

@@ -16,45 +16,11 @@ from ..auth import PasswordHasher, TokenIssuer, load_or_create_secret
 from ..config import Config
 from ..daemon import Daemon
 from ..registry import Registry, load_registry
-from . import (auth_routes, export_routes, key_routes, openai_routes, system_routes, transcription_routes, user_routes,
-               worker_routes, ws)
 from .errors import error_middleware, tag_response
-from .keys import API_KEYS, CONFIG, DAEMON, HASHER, REGISTRY, TOKENS
+from .keys import API_KEYS, CONFIG, DAEMON, ENDPOINTS, HASHER, REGISTRY, TOKENS
+from .routes import ENDPOINTS as ROUTE_TABLE
 
 log = logging.getLogger(__name__)
-
-ROUTES = (
-    web.get("/", system_routes.health),
-    web.get("/health", system_routes.details),
-    web.post("/auth/register", auth_routes.register),
-    web.post("/auth/login", auth_routes.login),
-    web.post("/auth/refresh", auth_routes.refresh),
-    web.get("/auth/info", auth_routes.info),
-    web.delete("/auth/info", auth_routes.delete_self),
-    web.post("/auth/keys", key_routes.create),
-    web.get("/auth/keys", key_routes.list_keys),
-    web.delete("/auth/keys/{id}", key_routes.revoke),
-    web.post("/v1/audio/transcriptions", openai_routes.transcriptions),
-    web.post("/v1/audio/translations", openai_routes.translations),
-    web.get("/v1/models", openai_routes.list_models),
-    web.get("/v1/models/{id}", openai_routes.get_model),
-    web.patch("/auth/patch", user_routes.seed_patch),
-    web.get("/users", user_routes.list_users),
-    web.patch("/users/{id}", user_routes.patch_user),
-    web.post("/upload-audiofile", transcription_routes.upload),
-    web.get("/transcriptions", transcription_routes.list_transcriptions),
-    web.get("/transcript", transcription_routes.transcript),
-    web.delete("/transcript", transcription_routes.delete),
-    web.get("/transcript/info", transcription_routes.info),
-    web.get("/transcript/segments", transcription_routes.segments),
-    web.post("/transcript/cancel", transcription_routes.cancel),
-    web.post("/transcript/retry", transcription_routes.retry),
-    web.post("/transcript/export", export_routes.export),
-    web.get("/transcript/export", export_routes.export),
-    web.get("/formats", export_routes.formats),
-    web.post("/worker/transcription_status", worker_routes.transcription_status),
-    web.get("/ws", ws.events),
-)
 
 
 def create_app(config: Config, registry: Registry | None = None) -> web.Application:
@@ -65,7 +31,8 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app[TOKENS] = token_issuer(config)
     app[REGISTRY] = registry or load_registry(modules=config.plugins.modules)
     daemon = Daemon(config, app[REGISTRY])
-    app.add_routes(ROUTES)
+    app[ENDPOINTS] = ROUTE_TABLE
+    app.add_routes(endpoint.route() for endpoint in ROUTE_TABLE)
     app.on_response_prepare.append(tag_response)
     app.cleanup_ctx.append(lambda app: _running(app, daemon))
     app.cleanup_ctx.append(_password_hasher)

@@ -19,12 +19,13 @@ CREDENTIALS = (
     Field("username", str, required=True, check=username_problem),
     Field("password", str, required=True, check=password_problem),
 )
+REFRESH_TOKEN = (Field("refresh_token", str, required=True),)
 
 
 async def register(request: web.Request) -> web.Response:
     if not request.app[CONFIG].auth.open_registration:
         raise forbidden("Registration is closed on this server; ask an admin for an account")
-    body = await json_object(request, *CREDENTIALS)
+    body = await json_object(request)
     try:
         user = await users.create_user(request.app[HASHER], body["username"], body["password"])
     except users.UserExists as error:
@@ -33,7 +34,7 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await json_object(request, *CREDENTIALS)
+    body = await json_object(request)
     user = await users.check_credentials(request.app[HASHER], body["username"], body["password"])
     if user is None:
         raise unauthorized("Incorrect username or password")
@@ -43,7 +44,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
-    body = await json_object(request, Field("refresh_token", str, required=True))
+    body = await json_object(request)
     user = await user_from_token(request, body["refresh_token"], REFRESH)
     return _token_response(request, user)
 

@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from ..validation import INT64_MAX, Field, fail, parse_json, parse_object, query_int
+from ..validation import INT64_MAX, fail, parse_json, parse_object
+from .api import Param, body_fields, param
 from .errors import ApiError
 from .keys import CONFIG
 
@@ -18,6 +19,9 @@ PARSE_IN_THREAD_BYTES = 64 * 1024
 """Bodies larger than this are decoded in a thread: a hostile one of a megabyte takes a few hundred ms."""
 MAX_PAGE_SIZE = 1000
 """The most items one page of lazyd's own listings holds; the seed's routes take any size, as the seed did."""
+PAGE = Param("page", int, default=1, ge=1, description="The page, from 1")
+SIZE = Param("size", int, default=50, ge=1, le=MAX_PAGE_SIZE, description="Items per page")
+SEED_SIZE = Param("size", int, default=50, ge=1, description="Items per page (any number, as the seed took)")
 
 
 async def json_body(request: web.Request) -> Any:
@@ -50,15 +54,18 @@ async def arrives_in_time(request: web.Request, reading: Awaitable[T]) -> T:
         raise ApiError(408, f"The request body stalled: nothing arrived for {timeout_s:g} s") from None
 
 
-async def json_object(request: web.Request, *fields: Field) -> dict[str, Any]:
-    return parse_object(await json_body(request), fields)
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as the request's endpoint declares it (:class:`lazyd.web.api.JsonBody`), checked."""
+    return parse_object(await json_body(request), body_fields(request))
 
 
-def pagination(request: web.Request, max_size: int = MAX_PAGE_SIZE) -> tuple[int, int]:
-    """The seed's ``page`` (>= 1, default 1) and ``size`` (>= 1, default 50) query parameters.
+def pagination(request: web.Request) -> tuple[int, int]:
+    """The seed's ``page`` (>= 1, default 1) and ``size`` (>= 1, default 50) query parameters
+    (:data:`PAGE` and :data:`SIZE` or :data:`SEED_SIZE`).
 
     The page is bounded so that its row offset fits in a database integer.
     """
-    size = query_int(request.query, "size", 50, ge=1, le=max_size)
-    page = query_int(request.query, "page", 1, ge=1, le=INT64_MAX // size + 1)
+    size, page = param(request, "size"), param(request, "page")
+    if page > (last := INT64_MAX // size + 1):
+        raise fail(("query", "page"), f"Input should be less than or equal to {last}", "less_than_equal")
     return page, size

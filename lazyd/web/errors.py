@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import TypedDict
 
 from aiohttp import web
 
@@ -17,6 +18,32 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID = web.RequestKey("request_id", str)
 """Where :func:`error_middleware` keeps the request's id for :func:`tag_response`."""
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ErrorJson(TypedDict):
+    detail: str
+
+
+class Problem(TypedDict):
+    loc: list[str | int]
+    """Where: ``body``, ``query``, ``path`` or ``header``, then the field's name (and index)."""
+    msg: str
+    type: str
+
+
+class ValidationErrorJson(TypedDict):
+    detail: list[Problem]
+
+
+class OpenAIErrorDetail(TypedDict):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorJson(TypedDict):
+    error: OpenAIErrorDetail
 
 
 class ApiError(Exception):

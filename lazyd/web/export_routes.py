@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import PurePath
 from urllib.parse import quote
 
@@ -12,13 +12,23 @@ from aiohttp import web
 from ..exporters import ExportOptions, Exporter
 from ..jobs.transcripts import load_transcript
 from ..store import User
-from ..validation import fail, query_bool, query_int
+from ..validation import fail
+from .api import Param, param
 from .errors import conflict
 from .keys import DAEMON, REGISTRY
 from .security import owned_transcription
 
 SEED_FORMATS = ("doc", "txt")
 MIN_CUE_CHARS, MAX_CUE_CHARS, MAX_CUE_SECS = 10, 500, 60
+_DEFAULTS = ExportOptions()
+EXPORT_PARAMS = (
+    Param("format", required=True, description="An exporter's name; GET /formats lists them"),
+    Param("timestamps", bool, default=False, description="Times before each paragraph (plain-text formats)"),
+    Param("max_cue_chars", int, default=_DEFAULTS.max_cue_chars, ge=MIN_CUE_CHARS, le=MAX_CUE_CHARS,
+          description="The longest subtitle cue, in characters"),
+    Param("max_cue_secs", int, default=int(_DEFAULTS.max_cue_secs), ge=1, le=MAX_CUE_SECS,
+          description="The longest subtitle cue, in seconds"),
+)
 STREAM_BATCH_BYTES = 64 * 1024
 
 
@@ -37,9 +47,9 @@ async def export(request: web.Request) -> web.StreamResponse:
     batch rendered in a thread; an error in the first batch is still answered as an error.
     """
     user, job = await owned_transcription(request, "task_id")
-    name = request.query.get("format")
+    name = param(request, "format")
     exporter = _exporter(request, name)
-    options = _options(request.query)
+    options = _options(request)
     transcript = await load_transcript(request.app[DAEMON].store, job)
     if not transcript.chunks:
         raise conflict(f"Transcription {job.id} has no finished chunk to export yet. Try again later.")
@@ -66,19 +76,14 @@ def _next_batch(pieces: Iterator[bytes], size: int = STREAM_BATCH_BYTES) -> byte
     return bytes(batch)
 
 
-def _options(query: Mapping[str, str]) -> ExportOptions:
+def _options(request: web.Request) -> ExportOptions:
     """``timestamps`` for the plain-text formats, the cue limits for subtitles."""
-    defaults = ExportOptions()
-    return ExportOptions(
-        timestamps=query_bool(query, "timestamps"),
-        max_cue_chars=query_int(query, "max_cue_chars", defaults.max_cue_chars, ge=MIN_CUE_CHARS, le=MAX_CUE_CHARS),
-        max_cue_secs=query_int(query, "max_cue_secs", int(defaults.max_cue_secs), ge=1, le=MAX_CUE_SECS))
+    return ExportOptions(timestamps=param(request, "timestamps"), max_cue_chars=param(request, "max_cue_chars"),
+                         max_cue_secs=param(request, "max_cue_secs"))
 
 
-def _exporter(request: web.Request, name: str | None) -> Exporter:
+def _exporter(request: web.Request, name: str) -> Exporter:
     exporters = request.app[REGISTRY].exporters
-    if name is None:
-        raise fail(("query", "format"), "Field required", "missing")
     exporter = exporters.get(name)
     if exporter is None:
         known = ", ".join(f"'{known}'" for known in exporters.names())

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..api_keys import name_problem
-from ..validation import ID_RANGE, Field, parse_int
+from ..validation import Field
+from .api import param
 from .body import json_object
 from .errors import not_found
 from .keys import API_KEYS
@@ -19,7 +20,7 @@ NEW_KEY = (Field("name", str, required=True, check=name_problem),)
 async def create(request: web.Request) -> web.Response:
     """The new key, whole, in this answer only."""
     user = await current_user(request)
-    body = await json_object(request, *NEW_KEY)
+    body = await json_object(request)
     new = await request.app[API_KEYS].create(user, body["name"].strip())
     return web.json_response({**key_json(new.record), "key": new.key}, status=201,
                              headers={"Cache-Control": "no-store"})
@@ -33,7 +34,7 @@ async def list_keys(request: web.Request) -> web.Response:
 async def revoke(request: web.Request) -> web.Response:
     """Another user's key answers as a missing one does (404)."""
     user = await current_user(request)
-    key_id = parse_int(request.match_info["id"], ("path", "id"), ID_RANGE)
+    key_id = param(request, "id")
     if not await request.app[API_KEYS].revoke(key_id, user.id):
         raise not_found("API key not found")
     return web.Response(status=204)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ..api_keys import ApiKeys
@@ -18,3 +20,7 @@ HASHER = web.AppKey("hasher", PasswordHasher)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 """Users' API keys (set while the app runs: they live in the store)."""
+ENDPOINTS = web.AppKey("endpoints", tuple)
+"""The route table the app was built from (:data:`lazyd.web.routes.ENDPOINTS`)."""
+DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
+"""``GET /openapi.json``, made on first use."""

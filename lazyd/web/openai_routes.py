@@ -13,7 +13,7 @@ import asyncio
 import json
 import zlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from aiohttp import web
 
@@ -24,10 +24,11 @@ from ..languages import language_name
 from ..options import option_specs, overrides_from
 from ..store import Transcription
 from ..validation import Field, fail
+from .api import FormBody, param
 from .errors import ApiError
 from .keys import DAEMON, REGISTRY
 from .security import current_user
-from .uploads import UploadForm, form_values, submit_upload
+from .uploads import form_values, submit_upload
 
 JOB_HEADER = "X-Lazyd-Transcription-Id"
 OPENAI_MODEL = "whisper-1"
@@ -35,6 +36,58 @@ OPENAI_MODEL = "whisper-1"
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
 OWNER = "lazyd"
+
+
+class ModelJson(TypedDict):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(TypedDict):
+    object: Literal["list"]
+    data: list[ModelJson]
+
+
+class TextJson(TypedDict):
+    text: str
+
+
+class OpenAISegment(TypedDict):
+    id: int
+    seek: int
+    start: float
+    end: float
+    text: str
+    tokens: list[int]
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class OpenAIWord(TypedDict):
+    word: str
+    start: float
+    end: float
+
+
+class VerboseJson(TypedDict):
+    task: Literal["transcribe", "translate"]
+    language: str
+    duration: float
+    text: str
+    segments: NotRequired[list[OpenAISegment]]
+    words: NotRequired[list[OpenAIWord]]
+
+
+class QueuedJob(TypedDict):
+    """``Prefer: respond-async``'s answer."""
+
+    id: int
+    object: Literal["lazyd.transcription"]
+    status: str
 
 
 @dataclass(frozen=True)
@@ -54,9 +107,10 @@ FIELDS = (
     Field("temperature", float, check=lambda value: None if 0 <= value <= 1 else "temperature must be between 0 and 1"),
     Field("response_format", str, choices=RESPONSE_FORMATS), Field("stream", bool),
 )
-TRANSCRIPTION_FORM = UploadForm("file", frozenset({*(field.name for field in FIELDS), "timestamp_granularities[]",
-                                                   "timestamp_granularities"}))
-TRANSLATION_FORM = UploadForm("file", frozenset(field.name for field in FIELDS if field.name != "language"))
+GRANULARITY_FIELD = "timestamp_granularities[]"
+TRANSCRIPTION_FORM = FormBody("file", (*FIELDS, Field(GRANULARITY_FIELD, list, choices=GRANULARITIES)),
+                              aliases={"timestamp_granularities": GRANULARITY_FIELD})
+TRANSLATION_FORM = FormBody("file", tuple(field for field in FIELDS if field.name != "language"))
 
 
 # -- models -----------------------------------------------------------------------------------------------
@@ -65,7 +119,7 @@ async def model_names(app: web.Application) -> tuple[str, ...]:
     return OPENAI_MODEL, await app[DAEMON].served_model()
 
 
-def model_json(name: str, created: int) -> dict[str, Any]:
+def model_json(name: str, created: int) -> ModelJson:
     return {"id": name, "object": "model", "created": created, "owned_by": OWNER}
 
 
@@ -78,7 +132,7 @@ async def list_models(request: web.Request) -> web.Response:
 
 async def get_model(request: web.Request) -> web.Response:
     await current_user(request, api_key=True)
-    name = request.match_info["id"]
+    name = param(request, "id")
     if name not in await model_names(request.app):
         raise ApiError(404, f"The model {name!r} does not exist on this node")
     return web.json_response(model_json(name, request.app[DAEMON].started_at))
@@ -87,18 +141,18 @@ async def get_model(request: web.Request) -> web.Response:
 # -- transcribing -----------------------------------------------------------------------------------------
 
 async def transcriptions(request: web.Request) -> web.StreamResponse:
-    return await _audio(request, TRANSCRIPTION_FORM, "transcribe")
+    return await _audio(request, "transcribe")
 
 
 async def translations(request: web.Request) -> web.StreamResponse:
     """Into English; only a multilingual model translates (``.en`` models are English-only)."""
-    return await _audio(request, TRANSLATION_FORM, "translate")
+    return await _audio(request, "translate")
 
 
-async def _audio(request: web.Request, form: UploadForm, task: str) -> web.StreamResponse:
+async def _audio(request: web.Request, task: str) -> web.StreamResponse:
     user = await current_user(request, can_interact=True, api_key=True)
     models = await model_names(request.app)
-    submitted = await submit_upload(request, user, form, lambda fields: _parse_form(models, fields, task))
+    submitted = await submit_upload(request, user, lambda fields: _parse_form(models, fields, task))
     job, asked = submitted.job, submitted.extra
     if _prefers_async(request):
         return web.json_response(_job_json(job), status=202, headers={
@@ -111,10 +165,9 @@ async def _audio(request: web.Request, form: UploadForm, task: str) -> web.Strea
 def _parse_form(models: tuple[str, ...], fields: dict[str, list[str]], task: str) -> tuple[Any, AudioRequest]:
     """The job options and the answer asked for; ``models`` are the names this node serves (its own last)."""
     values = form_values(fields, FIELDS)
-    granularities = tuple(fields.get("timestamp_granularities[]", []) + fields.get("timestamp_granularities", []))
+    granularities = tuple(fields.get(GRANULARITY_FIELD, []) + fields.get("timestamp_granularities", []))
     if unknown := [name for name in granularities if name not in GRANULARITIES]:
-        raise fail(("body", "timestamp_granularities[]"), f"Input should be 'segment' or 'word', not {unknown[0]!r}",
-                   "enum")
+        raise fail(("body", GRANULARITY_FIELD), f"Input should be 'segment' or 'word', not {unknown[0]!r}", "enum")
     if (model := values.get("model")) is not None and model not in models:
         raise fail(("body", "model"), f"Value error, the model {model!r} does not exist on this node; "
                                       f"GET /v1/models lists them", "model_not_found")
@@ -134,11 +187,11 @@ def _parse_form(models: tuple[str, ...], fields: dict[str, list[str]], task: str
 
 def _prefers_async(request: web.Request) -> bool:
     """RFC 7240's ``Prefer: respond-async``: a lazyd extension, answered 202 with the job."""
-    preferences = request.headers.get("Prefer", "").lower()
+    preferences = (param(request, "Prefer") or "").lower()
     return "respond-async" in (item.strip() for item in preferences.split(","))
 
 
-def _job_json(job: Transcription) -> dict[str, Any]:
+def _job_json(job: Transcription) -> QueuedJob:
     return {"id": job.id, "object": "lazyd.transcription", "status": job.current_state}
 
 
@@ -173,12 +226,12 @@ def transcript_text(transcript: Transcript) -> str:
     return " ".join(chunk.text.strip() for chunk in transcript.chunks if chunk.text.strip())
 
 
-def verbose_json(transcript: Transcript, asked: AudioRequest) -> dict[str, Any]:
+def verbose_json(transcript: Transcript, asked: AudioRequest) -> VerboseJson:
     """OpenAI's ``verbose_json``. lazyd keeps no tokens or per-window seek: ``tokens`` is empty, ``seek`` the
     segment's start in 10 ms frames, ``temperature`` 0 and ``compression_ratio`` computed from the text as
     Whisper does."""
-    answer: dict[str, Any] = {"task": asked.task, "language": language_name(transcript.language),
-                              "duration": transcript.duration_secs, "text": transcript_text(transcript)}
+    answer: VerboseJson = {"task": asked.task, "language": language_name(transcript.language),
+                           "duration": transcript.duration_secs, "text": transcript_text(transcript)}
     segments = list(transcript.segments)
     if "segment" in asked.granularities:
         answer["segments"] = [_segment_json(number, segment) for number, segment in enumerate(segments)]
@@ -188,7 +241,7 @@ def verbose_json(transcript: Transcript, asked: AudioRequest) -> dict[str, Any]:
     return answer
 
 
-def _segment_json(number: int, segment: Any) -> dict[str, Any]:
+def _segment_json(number: int, segment: Any) -> OpenAISegment:
     return {"id": number, "seek": round(segment.start * 100), "start": segment.start, "end": segment.end,
             "text": segment.text, "tokens": [], "temperature": 0.0,
             "avg_logprob": segment.avg_logprob if segment.avg_logprob is not None else 0.0,

@@ -11,7 +11,7 @@ from aiohttp import web
 from ..api_keys import is_api_key
 from ..auth import ACCESS, TokenClaims, secrets_equal
 from ..store import Transcription, User
-from ..validation import query_id
+from .api import param
 from .errors import forbidden, not_found, unauthorized
 from .keys import API_KEYS, CONFIG, DAEMON, TOKENS
 
@@ -97,7 +97,7 @@ async def require_admin_token_or_admin(request: web.Request) -> None:
 async def owned_transcription(request: web.Request, query_name: str) -> tuple[User, Transcription]:
     """The caller and their transcription whose id the query parameter ``query_name`` holds; 404 when it is
     missing or someone else's."""
-    job_id = query_id(request.query, query_name)
+    job_id = param(request, query_name)
     user = await current_user(request, api_key=True)
     job = await request.app[DAEMON].owned_job(user.id, job_id)
     if job is None:

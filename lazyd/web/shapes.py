@@ -7,14 +7,187 @@ receives it too, so it is defined below this layer.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
 from ..api_keys import KEY_START
 from ..daemon import DaemonStatus
+from ..jobs.transcripts import TranscriptionJson
 from ..store import ApiKey, TranscriptionChunk, User
 
+# -- the shapes, as ``GET /openapi.json`` describes them --------------------------------------------------
 
-def key_json(key: ApiKey) -> dict[str, Any]:
+
+class UserJson(TypedDict):
+    id: int
+    username: str
+    active: bool
+    can_interact: bool
+    role: Literal["user", "admin"]
+    create_date: str
+    update_date: str
+
+
+class KeyJson(TypedDict):
+    id: int
+    name: str
+    prefix: str
+    """The start of the key, enough to tell one from another."""
+    create_date: str
+    last_used: str | None
+
+
+class NewKeyJson(KeyJson):
+    key: str
+    """The whole key: shown in this answer only."""
+
+
+class KeyList(TypedDict):
+    keys: list[KeyJson]
+
+
+class ChunkJson(TypedDict):
+    id: int
+    chunk_order: int
+    chunk_size_secs: int
+    transcription: str
+
+
+class WordJson(TypedDict):
+    start: float
+    end: float
+    word: str
+    probability: float
+
+
+class SegmentJson(TypedDict):
+    chunk_order: int
+    start: float
+    end: float
+    text: str
+    words: NotRequired[list[WordJson]]
+    avg_logprob: NotRequired[float | None]
+    no_speech_prob: NotRequired[float | None]
+    confidence: float | None
+    """How sure the decoder was, from 0 to 1 (``null`` when the backend gave no figures)."""
+
+
+class TranscriptionPage(TypedDict):
+    page: int
+    size: int
+    total: int
+    pages: int
+    transcriptions: list[TranscriptionJson]
+
+
+class ChunkPage(TypedDict):
+    page: int
+    size: int
+    total: int
+    pages: int
+    transcriptions: list[ChunkJson]
+
+
+class SegmentPage(TypedDict):
+    page: int
+    size: int
+    total: int
+    pages: int
+    segments: list[SegmentJson]
+
+
+class UserPage(TypedDict):
+    page: int
+    size: int
+    total: int
+    pages: int
+    users: list[UserJson]
+
+
+class TokenPair(TypedDict):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"]
+
+
+class Uploaded(TypedDict):
+    message: str
+    task_id: int
+    file: str
+
+
+class Alive(TypedDict):
+    api: bool
+    database: bool
+
+
+class DatabaseHealth(TypedDict):
+    ok: bool
+    url: str
+
+
+class HostJson(TypedDict):
+    system: str
+    machine: str
+    cores: int
+    cpu_features: list[str]
+    description: str
+
+
+class WorkerJson(TypedDict):
+    slot: int
+    pid: int | None
+    alive: bool
+    model: str
+    parallel: int
+    loaded: bool
+
+
+class BackendJson(TypedDict):
+    scheduler: bool
+    backend: NotRequired[str]
+    device: NotRequired[str]
+    reason: NotRequired[str]
+    node: NotRequired[str]
+    workers: NotRequired[list[WorkerJson]]
+    problem: NotRequired[str]
+
+
+class InboxJson(TypedDict):
+    path: str
+    user: str
+    outbox: str
+    watching: str
+    problem: str
+
+
+class HealthJson(TypedDict):
+    api: bool
+    database: DatabaseHealth
+    host: HostJson
+    backend: BackendJson
+    queue: dict[str, int]
+    inboxes: list[InboxJson]
+
+
+class FormatJson(TypedDict):
+    name: str
+    media_type: str
+    suffix: str
+    description: str
+    plugin: str
+
+
+class FormatList(TypedDict):
+    formats: list[FormatJson]
+
+
+class WorkerReportAnswer(TypedDict):
+    transcription: TranscriptionJson
+
+
+# -- shaping ------------------------------------------------------------------------------------------------
+
+def key_json(key: ApiKey) -> KeyJson:
     """An API key as its owner sees it listed: never the key, only the prefix that names it."""
     return {
         "id": key.id,
@@ -25,7 +198,7 @@ def key_json(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def user_json(user: User) -> dict[str, Any]:
+def user_json(user: User) -> UserJson:
     """The seed's user object."""
     return {
         "id": user.id,
@@ -38,7 +211,7 @@ def user_json(user: User) -> dict[str, Any]:
     }
 
 
-def chunk_json(chunk: TranscriptionChunk, chunk_size_secs: float) -> dict[str, Any]:
+def chunk_json(chunk: TranscriptionChunk, chunk_size_secs: float) -> ChunkJson:
     """The seed's chunk object: ``chunk_size_secs`` is the transcription's nominal size, as an integer."""
     return {"id": chunk.id, "chunk_order": chunk.chunk_no, "chunk_size_secs": int(chunk_size_secs),
             "transcription": chunk.text}
@@ -49,7 +222,7 @@ def page_json(page: int, size: int, total: int, key: str, items: list[Any]) -> d
     return {"page": page, "size": size, "total": total, "pages": -(-total // size), key: items}
 
 
-def health_json(status: DaemonStatus) -> dict[str, Any]:
+def health_json(status: DaemonStatus) -> HealthJson:
     """``GET /health``: the database, the host, the backend chosen and why, the workers, the queue, the inboxes."""
     return {
         "api": True,
@@ -62,10 +235,10 @@ def health_json(status: DaemonStatus) -> dict[str, Any]:
     }
 
 
-def _backend_json(status: DaemonStatus) -> dict[str, Any]:
+def _backend_json(status: DaemonStatus) -> BackendJson:
     """Only what applies: the choice once made, the workers while transcribing, a problem when there is one."""
     backend = status.backend
-    shown: dict[str, Any] = {"scheduler": backend.scheduler}
+    shown: BackendJson = {"scheduler": backend.scheduler}
     if backend.backend:
         shown.update(backend=backend.backend, device=backend.device, reason=backend.reason,
                      node=status.node, workers=[dataclasses.asdict(worker) for worker in status.workers])

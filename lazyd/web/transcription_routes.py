@@ -10,24 +10,26 @@ from ..jobs.states import TransitionRefused
 from ..jobs.transcripts import all_segments_json, one_transcription_json, transcriptions_json
 from ..options import option_specs, overrides_from
 from ..store import Transcription, TranscriptionChunk
-from ..validation import INT64_MAX, Field
+from ..validation import Field
+from .api import FormBody
 from .body import pagination
 from .errors import conflict
 from .keys import DAEMON
 from .security import current_user, owned_transcription
 from .shapes import chunk_json, page_json
-from .uploads import UploadForm, form_values, submit_upload
+from .uploads import form_values, submit_upload
 
 UPLOAD_FIELD = "audiofile"
 OPTION_FIELDS = tuple(Field(spec.name, spec.kind, check=spec.problem) for spec in option_specs() if spec.from_clients)
 """The job options an upload may set, as form fields of the same names."""
+UPLOAD_FORM = FormBody(UPLOAD_FIELD, OPTION_FIELDS)
 
 
 # -- reading ----------------------------------------------------------------------------------------------
 
 async def list_transcriptions(request: web.Request) -> web.Response:
     user = await current_user(request, api_key=True)
-    page, size = pagination(request, max_size=INT64_MAX)  # a seed route: any size, as the seed took
+    page, size = pagination(request)
     store = request.app[DAEMON].store
     mine = Transcription.select().where(Transcription.creator == user.id)
     rows, total = await store.page(mine, page, size, Transcription.create_date.desc(), Transcription.id.desc())
@@ -37,7 +39,7 @@ async def list_transcriptions(request: web.Request) -> web.Response:
 async def transcript(request: web.Request) -> web.Response:
     """The chunks of one transcription in order, a page at a time."""
     _, job = await owned_transcription(request, "task_id")
-    page, size = pagination(request, max_size=INT64_MAX)  # a seed route: any size, as the seed took
+    page, size = pagination(request)
     chunks = TranscriptionChunk.select().where(TranscriptionChunk.transcription == job.id)
     rows, total = await request.app[DAEMON].store.page(chunks, page, size, TranscriptionChunk.chunk_no)
     items = [chunk_json(chunk, job.chunk_size_secs) for chunk in rows]
@@ -91,13 +93,10 @@ async def delete(request: web.Request) -> web.Response:
 
 # -- upload -------------------------------------------------------------------------------------------------
 
-SEED_UPLOAD = UploadForm(UPLOAD_FIELD, frozenset(field.name for field in OPTION_FIELDS))
-
-
 async def upload(request: web.Request) -> web.Response:
     """``POST /upload-audiofile``: multipart field ``audiofile``, plus optional decoding options."""
     user = await current_user(request, can_interact=True, api_key=True)
-    job = (await submit_upload(request, user, SEED_UPLOAD, _parse_options)).job
+    job = (await submit_upload(request, user, _parse_options)).job
     return web.json_response({"message": "File uploaded successfully", "task_id": job.id, "file": job.filename})
 
 

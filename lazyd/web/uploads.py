@@ -20,6 +20,7 @@ from ..jobs.states import ActiveJobLimit
 from ..store import Transcription, User
 from ..options import from_text
 from ..validation import Field, ValidationFailed, fail, parse_object, problem
+from .api import FormBody, form_of
 from .body import arrives_in_time
 from .errors import ApiError, conflict
 from .keys import CONFIG, DAEMON
@@ -27,13 +28,6 @@ from .keys import CONFIG, DAEMON
 FIELD_BYTES = 10_000
 """The longest text field of an upload form."""
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class UploadForm:
-    file_field: str
-    text_fields: frozenset[str]
-    """The other fields read; each may come several times (``timestamp_granularities[]``), in any order."""
 
 
 @dataclass(frozen=True)
@@ -48,9 +42,11 @@ Parser = Callable[[dict[str, list[str]]], tuple[Any, T]]
 raises :class:`lazyd.validation.ValidationFailed` for bad fields."""
 
 
-async def submit_upload(request: web.Request, user: User, form: UploadForm, parse: Parser[T]) -> Submitted[T]:
+async def submit_upload(request: web.Request, user: User, parse: Parser[T]) -> Submitted[T]:
     """Receive the recording and queue it with the options ``parse`` reads from the form. A refused upload
-    (too large, not audio, too long or short, bad fields, over the active-job limit) leaves no file."""
+    (too large, not audio, too long or short, bad fields, over the active-job limit) leaves no file. The
+    form's fields are the ones the request's endpoint declares (:class:`lazyd.web.api.FormBody`)."""
+    form = form_of(request)
     limit = request.app[CONFIG].limits.max_upload_mb * 1024 * 1024
     if request.content_length is not None and request.content_length > limit + 64 * 1024:
         raise ApiError(413, str(UploadTooLarge(limit)))
@@ -78,7 +74,7 @@ async def _parsed(stored: StoredFile, fields: dict[str, list[str]], parse: Parse
 
 
 async def _receive(request: web.Request, daemon: Daemon, limit: int,
-                   form: UploadForm) -> tuple[StoredFile, dict[str, list[str]]]:
+                   form: FormBody) -> tuple[StoredFile, dict[str, list[str]]]:
     """Stream the file to disk and collect the text fields, whichever order the parts come in. Whatever
     goes wrong, the partly or wholly written file is removed."""
     if not request.content_type.startswith("multipart/"):
@@ -144,11 +140,11 @@ async def _store_part(request: web.Request, daemon: Daemon, part: BodyPartReader
 
 def form_values(fields: dict[str, list[str]], spec: tuple[Field, ...]) -> dict[str, Any]:
     """The form's text fields converted to their types (the last of a repeated field counts) and checked
-    like a JSON body's; every problem at once."""
+    like a JSON body's; every problem at once. A ``list`` field is left to the route."""
     converted: dict[str, Any] = {}
     errors = []
     for field in spec:
-        if field.name not in fields:
+        if field.name not in fields or field.kind is list:
             continue
         try:
             converted[field.name] = from_text(fields[field.name][-1], field.kind)
@@ -160,5 +156,5 @@ def form_values(fields: dict[str, list[str]], spec: tuple[Field, ...]) -> dict[s
     return parse_object(converted, spec)
 
 
-def _missing_file(form: UploadForm) -> Exception:
+def _missing_file(form: FormBody) -> Exception:
     return fail(("body", form.file_field), "Field required", "missing")

@@ -7,7 +7,8 @@ from aiohttp import web
 
 from .. import users
 from ..store import User
-from ..validation import ID_RANGE, Field, parse_int, password_problem, query_choice, query_id
+from ..validation import Field, password_problem
+from .api import param
 from .body import json_object, pagination
 from .errors import conflict, not_found
 from .keys import DAEMON, HASHER
@@ -25,24 +26,23 @@ ADMIN_CHANGES = (
 
 async def seed_patch(request: web.Request) -> web.Response:
     """The seed's ``PATCH /auth/patch?user_id=N``: password and ``can_interact`` of any user."""
-    user_id = query_id(request.query, "user_id")
+    user_id = param(request, "user_id")
     await require_admin_token_or_admin(request)
-    return await _change_user(request, user_id, await json_object(request, *SEED_CHANGES))
+    return await _change_user(request, user_id, await json_object(request))
 
 
 async def list_users(request: web.Request) -> web.Response:
     await current_user(request, admin=True)
     page, size = pagination(request)
-    sort = query_choice(request.query, "sort", users.SORT_KEYS)
-    order = query_choice(request.query, "order", users.ORDERS)
+    sort, order = param(request, "sort"), param(request, "order")
     found, total = await users.list_users(request.app[DAEMON].store, page, size, sort, order)
     return web.json_response(page_json(page, size, total, "users", [user_json(u) for u in found]))
 
 
 async def patch_user(request: web.Request) -> web.Response:
     await current_user(request, admin=True)
-    user_id = parse_int(request.match_info["id"], ("path", "id"), ID_RANGE)
-    return await _change_user(request, user_id, await json_object(request, *ADMIN_CHANGES))
+    user_id = param(request, "id")
+    return await _change_user(request, user_id, await json_object(request))
 
 
 async def _change_user(request: web.Request, user_id: int, changes: dict) -> web.Response:

@@ -13,12 +13,12 @@ from .body import json_object
 from .errors import conflict, forbidden, not_found
 from .keys import CONFIG, DAEMON
 
+NEW_CHUNK = (Field("text", str, required=True), Field("chunk_no", int, required=True))
 REPORT = (
     Field("transcription_id", int, required=True, bounds=ID_RANGE),
     Field("current_state", str, choices=STATES),
-    Field("new_chunk", dict),
+    Field("new_chunk", dict, fields=NEW_CHUNK),
 )
-NEW_CHUNK = (Field("text", str, required=True), Field("chunk_no", int, required=True))
 
 
 def require_worker_token(request: web.Request) -> None:
@@ -33,7 +33,7 @@ def require_worker_token(request: web.Request) -> None:
 
 async def transcription_status(request: web.Request) -> web.Response:
     require_worker_token(request)
-    body = await json_object(request, *REPORT)
+    body = await json_object(request)
     job = await Transcription.aget_or_none(Transcription.id == body["transcription_id"])
     if job is None:
         raise not_found("Transcription not found")

@@ -23,7 +23,7 @@ from aiohttp import WSMsgType, web
 from ..auth import ACCESS, TokenClaims
 from ..jobs.events import Event, EventHub
 from ..store import DATABASE_ERRORS, Store
-from ..validation import query_int
+from .api import param
 from .errors import ApiError, forbidden, unauthorized
 from .keys import CONFIG, DAEMON, TOKENS
 from .security import bearer_token, user_from_claims
@@ -96,14 +96,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     user = await user_from_claims(claims)
     if not origin_allowed(request):
         raise forbidden("This origin may not open the event stream (see server.trusted_origins)")
-    since = query_int(request.query, "since", 0, ge=0) if "since" in request.query else None
+    since = param(request, "since")
     store = request.app[DAEMON].store
     await store.release_connection()
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[DAEMON].events
     with hub.subscribe(user.id) as queue:
-        last = await _catch_up(ws, hub, user.id, request.query.get("stream", ""), since)
+        last = await _catch_up(ws, hub, user.id, param(request, "stream"), since)
         closed = asyncio.create_task(_until_closed(ws))
         revoked = asyncio.create_task(_until_revoked(store, claims))
         try:
