@@ -39,6 +39,8 @@ class Param:
     ge: int | None = None
     le: int | None = None
     choices: tuple[str, ...] = ()
+    example: str | None = None
+    """A value that works, shown in the document."""
 
     def read(self, request: web.Request) -> Any:
         raw = self._raw(request)
@@ -158,6 +160,8 @@ class Endpoint:
             request[ENDPOINT] = self
             return await self.handler(request)
 
+        if self.method == "GET":  # aiohttp answers HEAD too, as it does for every web.get
+            return web.get(self.path, handle)
         return web.route(self.method, self.path, handle)
 
 

@@ -17,7 +17,8 @@ from ..config import Config
 from ..daemon import Daemon
 from ..registry import Registry, load_registry
 from .errors import error_middleware, tag_response
-from .keys import API_KEYS, CONFIG, DAEMON, ENDPOINTS, HASHER, REGISTRY, TOKENS
+from .keys import API_KEYS, CONFIG, DAEMON, DOCUMENT, ENDPOINTS, HASHER, REGISTRY, TOKENS
+from .openapi import build_document
 from .routes import ENDPOINTS as ROUTE_TABLE
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     daemon = Daemon(config, app[REGISTRY])
     app[ENDPOINTS] = ROUTE_TABLE
     app.add_routes(endpoint.route() for endpoint in ROUTE_TABLE)
+    app[DOCUMENT] = build_document(app)
     app.on_response_prepare.append(tag_response)
     app.cleanup_ctx.append(lambda app: _running(app, daemon))
     app.cleanup_ctx.append(_password_hasher)

@@ -7,7 +7,7 @@ from pathlib import Path
 from aiohttp import web
 
 from .api import param
-from .openapi import openapi_document
+from .keys import DOCUMENT
 
 READER_DIR = Path(__file__).resolve().parent / "static" / "docs"
 ASSET_TYPES = {"swagger-ui-bundle.js": "text/javascript", "reader.js": "text/javascript", "swagger-ui.css": "text/css"}
@@ -16,8 +16,8 @@ ASSET_MEDIA = tuple(dict.fromkeys(ASSET_TYPES.values()))
 
 
 async def openapi(request: web.Request) -> web.Response:
-    """Generated from the route table (:data:`lazyd.web.routes.ENDPOINTS`) on first use."""
-    return web.json_response(openapi_document(request.app))
+    """Generated from the route table (:data:`lazyd.web.routes.ENDPOINTS`) when the app was made."""
+    return web.json_response(request.app[DOCUMENT])
 
 
 async def reader(request: web.Request) -> web.FileResponse:

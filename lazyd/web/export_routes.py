@@ -22,7 +22,7 @@ SEED_FORMATS = ("doc", "txt")
 MIN_CUE_CHARS, MAX_CUE_CHARS, MAX_CUE_SECS = 10, 500, 60
 _DEFAULTS = ExportOptions()
 EXPORT_PARAMS = (
-    Param("format", required=True, description="An exporter's name; GET /formats lists them"),
+    Param("format", required=True, example="txt", description="An exporter's name; GET /formats lists them"),
     Param("timestamps", bool, default=False, description="Times before each paragraph (plain-text formats)"),
     Param("max_cue_chars", int, default=_DEFAULTS.max_cue_chars, ge=MIN_CUE_CHARS, le=MAX_CUE_CHARS,
           description="The longest subtitle cue, in characters"),

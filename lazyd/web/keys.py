@@ -23,4 +23,5 @@ API_KEYS = web.AppKey("api_keys", ApiKeys)
 ENDPOINTS = web.AppKey("endpoints", tuple)
 """The route table the app was built from (:data:`lazyd.web.routes.ENDPOINTS`)."""
 DOCUMENT = web.AppKey("openapi_document", dict[str, Any])
-"""``GET /openapi.json``, made on first use."""
+"""``GET /openapi.json`` (:func:`lazyd.web.openapi.build_document`): made with the app, so that a route
+the document cannot describe stops start-up."""

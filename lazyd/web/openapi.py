@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import re
 import types
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints, is_typeddict
+from typing import Any, Literal, NotRequired, Union, get_args, get_origin, get_type_hints, is_typeddict
 
 from aiohttp import web
 
@@ -15,7 +15,7 @@ from .. import __version__
 from ..validation import INT64_RANGE, Field
 from .api import Endpoint, FormBody, JsonBody, Param, Reply
 from .errors import OPENAI_PREFIX, ErrorJson, OpenAIErrorJson, ValidationErrorJson
-from .keys import DOCUMENT, ENDPOINTS
+from .keys import ENDPOINTS
 
 Schema = dict[str, Any]
 
@@ -45,14 +45,8 @@ ERROR_MEANINGS = {
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
 
 
-def openapi_document(app: web.Application) -> Schema:
-    """The document for ``app``'s route table, made once per application."""
-    if DOCUMENT not in app:
-        app[DOCUMENT] = build_document(app)
-    return app[DOCUMENT]
-
-
 def build_document(app: web.Application) -> Schema:
+    """The document for ``app``'s route table (:data:`lazyd.web.keys.ENDPOINTS`) and its exporters."""
     components = Components()
     paths: dict[str, dict[str, Schema]] = {}
     for endpoint in app[ENDPOINTS]:
@@ -95,15 +89,22 @@ class Components:
         name = shape.__name__
         if name not in self.schemas:
             self.schemas[name] = {}  # a shape that contains itself refers to the name
-            hints = get_type_hints(shape)
+            hints = get_type_hints(shape, include_extras=True)
+            optional = {key for key, kind in hints.items() if get_origin(kind) is NotRequired}
             described: Schema = {"type": "object",
-                                 "properties": {key: self.schema(kind) for key, kind in hints.items()},
-                                 "required": [key for key in hints if key in shape.__required_keys__],
+                                 "properties": {key: self.schema(_required_part(kind)) for key, kind in hints.items()},
+                                 "required": [key for key in hints if key not in optional],
                                  "additionalProperties": False}
             if shape.__doc__ and not shape.__doc__.startswith(f"{name}("):
                 described["description"] = inspect.cleandoc(shape.__doc__)
             self.schemas[name] = described
         return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _required_part(kind: Any) -> Any:
+    """``X`` of ``NotRequired[X]``. (A module with postponed annotations hides ``NotRequired`` from
+    ``TypedDict.__required_keys__`` on Python 3.11, so the keys are told apart here.)"""
+    return get_args(kind)[0] if get_origin(kind) is NotRequired else kind
 
 
 def _operation(app: web.Application, endpoint: Endpoint, components: Components) -> Schema:
@@ -142,6 +143,8 @@ def _parameter(declared: Param) -> Schema:
                          "schema": schema}
     if declared.description:
         described["description"] = declared.description
+    if declared.example is not None:
+        described["example"] = declared.example
     return described
 
 

@@ -144,5 +144,5 @@ ENDPOINTS = (
              {200: Reply("The models", openai_routes.ModelList)}, USER_OR_KEY),
     Endpoint("GET", "/v1/models/{id}", openai_routes.get_model, "One model", "openai",
              {200: Reply("The model", openai_routes.ModelJson)}, USER_OR_KEY,
-             (Param("id", where=PATH, required=True),), errors=(404,)),
+             (Param("id", where=PATH, required=True, example=openai_routes.OPENAI_MODEL),), errors=(404,)),
 )
