@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from .auth import PasswordHasher
 from .api_keys import ApiKeys, NewKey, key_secret, name_problem
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
+from .daemon import queue_counts
 from .host import probe_host
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
@@ -81,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("id", type=int, help="the transcription's id")
     _add_output_options(export)
     export.set_defaults(run=cmd_export)
+
+    status = commands.add_parser("status", parents=[common],
+                                 help="the store, the queue and the running daemon, with the details /health "
+                                      "shows only to admins")
+    status.set_defaults(run=cmd_status)
 
     _add_user_commands(commands, common)
     _add_key_commands(commands, common)
@@ -253,6 +260,48 @@ def _stop_on_signals() -> asyncio.Event:
 def cmd_check_config(config: Config, args: argparse.Namespace) -> int:
     print(json.dumps(effective_config(config), indent=2))
     return 0
+
+
+# --- status ------------------------------------------------------------------------------------------------
+
+def cmd_status(config: Config, args: argparse.Namespace) -> int:
+    async def facts(store: Store) -> tuple[str, int, dict[str, int]]:
+        return store.describe(), await store.schema_version(), await queue_counts(store)
+
+    url, version, queue = with_store(config, facts)
+    print(f"data: {config.data_dir}")
+    print(f"store: {url} (schema v{version})")
+    print("queue: " + (", ".join(f"{count} {state}" for state, count in sorted(queue.items())) or "empty"))
+    health = _running_daemon_health(config)
+    if isinstance(health, str):
+        print(f"daemon: {health}")
+        return 0
+    backend = health["backend"]
+    print(f"daemon: answering at {_daemon_url(config)}, backend {backend.get('backend') or 'none'} "
+          f"on {backend.get('device') or '-'}" + (f", problem: {backend['problem']}" if backend.get("problem") else ""))
+    for worker in backend.get("workers", []):
+        print(f"  worker {worker['slot']}: pid {worker['pid']}, {'loaded' if worker['loaded'] else 'not loaded'}"
+              f" {worker['model']}")
+    for inbox in health.get("inboxes", []):
+        print(f"  inbox {inbox['path']} -> {inbox['outbox']} for {inbox['user']}: {inbox['watching'] or inbox['problem']}")
+    return 0
+
+
+def _daemon_url(config: Config) -> str:
+    host = "127.0.0.1" if config.server.host in ("0.0.0.0", "::", "") else config.server.host
+    return f"http://{host}:{config.server.port}"
+
+
+def _running_daemon_health(config: Config) -> dict | str:
+    """The daemon's ``/health`` as an admin sees it (with the admin token when one is configured, else the
+    public view), or why it could not be read."""
+    headers = {"X-Admin-Token": config.auth.admin_token} if config.auth.admin_token else {}
+    request = urllib.request.Request(f"{_daemon_url(config)}/health", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.load(response)
+    except (OSError, ValueError) as error:
+        return f"not answering at {_daemon_url(config)} ({getattr(error, 'reason', error)})"
 
 
 # --- plugins -----------------------------------------------------------------------------------------------

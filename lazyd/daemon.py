@@ -346,12 +346,14 @@ class Daemon:
         inboxes = tuple(InboxStatus(str(inbox.folder), inbox.owner.username, str(inbox.outbox), inbox.mode)
                         for inbox in self.inboxes) + tuple(self.idle_inboxes)
         return DaemonStatus(healthy, self.store.describe(), self.host, backend, node, workers,
-                            await self._queue_counts() if healthy else {}, inboxes)
+                            await queue_counts(self.store) if healthy else {}, inboxes)
 
-    async def _queue_counts(self) -> dict[str, int]:
-        query = (Transcription.select(Transcription.current_state, peewee.fn.COUNT(Transcription.id).alias("n"))
-                 .group_by(Transcription.current_state))
-        return {row["current_state"]: row["n"] for row in await self.store.list(query.dicts())}
+
+async def queue_counts(store: Store) -> dict[str, int]:
+    """How many transcriptions are in each state."""
+    query = (Transcription.select(Transcription.current_state, peewee.fn.COUNT(Transcription.id).alias("n"))
+             .group_by(Transcription.current_state))
+    return {row["current_state"]: row["n"] for row in await store.list(query.dicts())}
 
 
 async def _next_event_of(queue: asyncio.Queue[Event | None], job_id: int,

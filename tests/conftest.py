@@ -17,7 +17,7 @@ from lazyd import users
 from lazyd.config import AuthConfig, Config, DatabaseConfig, SchedulerConfig
 from lazyd.store import Store, User
 from lazyd.web import create_app
-from lazyd.web.keys import HASHER
+from lazyd.web.keys import HASHER, TOKENS
 from lazyd.web.server import ApiRunner
 
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -138,6 +138,22 @@ class Accounts:
         await self.create(username, **create)
         tokens = await self.login(username)
         return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+_ADMIN_HEADERS: dict[int, dict[str, str]] = {}
+
+
+async def admin_health(client: TestClient) -> dict:
+    """``GET /health`` as an admin sees it (an admin account is made for it on first use): the public
+    view shows no worker process, path or URL."""
+    headers = _ADMIN_HEADERS.get(id(client.app))
+    if headers is None:
+        admin = await users.create_user(client.app[HASHER], "healthwatcher", PASSWORD, role="admin")
+        tokens = client.app[TOKENS].issue_pair(admin.id, admin.password_timestamp)
+        headers = _ADMIN_HEADERS[id(client.app)] = {"Authorization": f"Bearer {tokens['access_token']}"}
+    response = await client.get("/health", headers=headers)
+    assert response.status == 200, await response.text()
+    return await response.json()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ FREQS = TONES + TONES
 """40 s of tones: five 8 s chunks whose first seconds all have different tones."""
 CHUNK_SECS = 8
 SEGMENT_DELAY = 0.2
+ADMIN_TOKEN = "durability-admin-token"
 """Seconds the fake spends per second of audio: 1.6 s a chunk, 8 s for the job."""
 LEASE_SECS = 60.0
 """Long on purpose: a restart that waited for the killed daemon's lease to expire would miss the deadline."""
@@ -148,6 +149,7 @@ class Daemons:
             "LAZYD_SCHEDULER__STALL_TIMEOUT_SECS": "30",
             "LAZYD_SCHEDULER__CANCEL_GRACE_SECS": "1",
             "LAZYD_AUTH__BCRYPT_ROUNDS": "4",
+            "LAZYD_AUTH__ADMIN_TOKEN": ADMIN_TOKEN,  # /health shows an admin the worker processes
             "LAZYD_LOGGING__LEVEL": "info",
         }
         if self.database.url:
@@ -212,7 +214,7 @@ class Daemon:
         """The pid of the (live) worker process, from ``GET /health``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            async with session.get("/health") as response:
+            async with session.get("/health", headers={"X-Admin-Token": ADMIN_TOKEN}) as response:
                 workers = (await response.json())["backend"].get("workers", [])
             live = [worker["pid"] for worker in workers if worker["alive"] and worker["pid"]]
             if live:

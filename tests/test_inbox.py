@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy
 import pytest
 
-from conftest import PASSWORD, fake_sections
+from conftest import PASSWORD, admin_health, fake_sections
 from lazyd import users
 from lazyd.auth import PasswordHasher
 from lazyd.config import InboxConfig
@@ -332,7 +332,7 @@ async def test_several_inboxes_are_watched_at_once_each_for_its_own_user(
     await wait_until(lambda: physics.outputs() == {"waves.txt"} and chemistry.outputs() == {"bonds.json"})
     owners = {job.filename: job.creator_id for job in await transcriptions()}
     assert owners["waves.wav"] != owners["bonds.wav"]
-    health = await (await client.get("/health")).json()
+    health = await admin_health(client)
     assert [(inbox["user"], inbox["watching"]) for inbox in health["inboxes"]] == [
         ("alice", "inotify"), ("bobby", "polling every 0.2 s")]
 
@@ -570,7 +570,7 @@ async def test_inotify_asked_for_but_unavailable_falls_back_to_polling(start, fo
     client = await start("inotify")
     tones_file(folders.inbox / "polled.wav", [300, 400])
     await wait_until(lambda: "polled.txt" in folders.outputs())
-    [inbox] = (await (await client.get("/health")).json())["inboxes"]
+    [inbox] = (await admin_health(client))["inboxes"]
     assert inbox["watching"] == "polling every 0.2 s (inotify unavailable: inotify instance limit reached)"
 
 

@@ -21,7 +21,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient
 
 import corpus
-from conftest import Accounts
+from conftest import Accounts, admin_health
 from lazyd.store import Transcription
 from lazyd.web import create_app
 from pipeline_helpers import upload, wait_for_state
@@ -250,7 +250,7 @@ async def test_a_corpus_recording_is_transcribed_accurately(client, accounts):
 
 async def test_a_client_closing_the_event_socket_leaves_no_task_behind(aiohttp_client, make_config, database_url,
                                                                        caplog):
-    from conftest import Accounts
+    from conftest import Accounts, admin_health
 
     client = await aiohttp_client(create_app(make_config(database_url)))
     headers = await Accounts(client).headers("alice")
@@ -291,7 +291,7 @@ async def test_the_whisper_cpp_backend_transcribes_an_upload_in_chunks(whispercp
     headers = await Accounts(whispercpp_client).headers("alice", can_interact=True)
     text = await uploaded_text(whispercpp_client, headers, lecture_file)
     assert wer(" ".join(LECTURE), text) <= 0.1, text
-    health = await (await whispercpp_client.get("/health")).json()
+    health = await admin_health(whispercpp_client)
     assert (health["backend"]["backend"], health["backend"]["device"]) == ("whisper.cpp", "cpu")
     assert health["backend"]["reason"] == "named in the configuration" and health["backend"]["problem"] == ""
     assert health["host"]["cores"] >= 1 and health["host"]["description"]

@@ -23,7 +23,7 @@ import peewee
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import Accounts, fake_sections
+from conftest import Accounts, admin_health, fake_sections
 from lazyd.store import Transcription, TranscriptionChunk
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
@@ -168,7 +168,7 @@ class Daemon:
     async def worker_pid(self, other_than: int | None = None) -> int:
         """The pid of the one worker, once it is running (and is not ``other_than``)."""
         async def running() -> int | None:
-            workers = (await (await self.client.get("/health")).json())["backend"]["workers"]
+            workers = (await admin_health(self.client))["backend"]["workers"]
             pids = [worker["pid"] for worker in workers if worker["alive"] and worker["pid"] != other_than]
             return pids[0] if pids else None
 
@@ -555,7 +555,7 @@ async def test_an_idle_worker_unloads_its_model_and_the_next_job_loads_it_again(
     first_worker = await daemon.worker_pid()
 
     async def unloaded() -> bool:
-        workers = (await (await daemon.client.get("/health")).json())["backend"]["workers"]
+        workers = (await admin_health(daemon.client))["backend"]["workers"]
         return workers == [{"slot": 0, "pid": None, "alive": False, "model": "", "parallel": 0, "loaded": False}]
 
     await eventually(unloaded)
@@ -563,7 +563,7 @@ async def test_an_idle_worker_unloads_its_model_and_the_next_job_loads_it_again(
     job_id = await alice.submit(TONES)
     assert (await alice.wait_until(job_id, "completed", "processing_fail"))["current_state"] == "completed"
     assert fake.calls() == ALL_CHUNKS_ONCE
-    workers = (await (await daemon.client.get("/health")).json())["backend"]["workers"]
+    workers = (await admin_health(daemon.client))["backend"]["workers"]
     assert [(worker["loaded"], worker["parallel"]) for worker in workers] == [(True, 1)]
     assert workers[0]["pid"] != first_worker
 

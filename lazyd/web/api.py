@@ -130,7 +130,8 @@ class Endpoint:
     tag: str
     replies: dict[int, Reply]
     security: tuple[str, ...] = ()
-    """The schemes of :data:`lazyd.web.openapi.SECURITY_SCHEMES` it accepts (any one of them)."""
+    """The schemes of :data:`lazyd.web.openapi.SECURITY_SCHEMES` it accepts (any one of them); ``""``
+    when it also answers anonymous callers."""
     params: tuple[Param, ...] = ()
     body: JsonBody | FormBody | None = None
     errors: tuple[int, ...] = ()

@@ -120,7 +120,7 @@ def _operation(app: web.Application, endpoint: Endpoint, components: Components)
     if endpoint.body:
         operation["requestBody"] = _request_body(endpoint.body)
     if endpoint.security:
-        operation["security"] = [{name: []} for name in endpoint.security]
+        operation["security"] = [{name: []} if name else {} for name in endpoint.security]
     return operation
 
 

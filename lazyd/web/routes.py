@@ -12,8 +12,8 @@ from . import (auth_routes, docs_routes, export_routes, key_routes, openai_route
 from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
 from .keys import REGISTRY
-from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, SegmentPage, TokenPair,
-                     TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
+from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, SegmentPage,
+                     TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
 
 USER = ("bearer",)
 """A login's access token."""
@@ -56,8 +56,9 @@ ENDPOINTS = (
     # -- the daemon
     Endpoint("GET", "/", system_routes.health, "Whether the API and the database answer", "system",
              {200: Reply("Alive", Alive)}),
-    Endpoint("GET", "/health", system_routes.details, "What runs here", "system",
-             {200: Reply("The daemon's state", HealthJson)}),
+    Endpoint("GET", "/health", system_routes.details, "Whether it works, and for an admin what runs where",
+             "system", {200: Reply("The daemon's state: the public view, or an admin's", (PublicHealthJson, HealthJson))},
+             ("", *ADMIN_TOKEN_OR_ADMIN), errors=(403,)),
     Endpoint("GET", "/openapi.json", docs_routes.openapi, "This document", "system",
              {200: Reply("The OpenAPI 3.1 document", media=("application/json",))}),
     Endpoint("GET", "/docs", docs_routes.reader, "A reader for this document", "system",

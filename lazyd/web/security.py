@@ -81,17 +81,35 @@ NO_ADMIN_TOKEN = ("The admin token is not configured on this server (auth.admin_
 
 async def require_admin_token_or_admin(request: web.Request) -> None:
     """The seed's ``secret_admin_token`` (query or ``X-Admin-Token``), or else an admin's bearer token."""
-    given = request.query.get("secret_admin_token") or request.headers.get("X-Admin-Token")
-    configured = request.app[CONFIG].auth.admin_token
-    if given is not None:
-        if not configured:
-            raise forbidden(NO_ADMIN_TOKEN)
-        if not secrets_equal(given, configured):
-            raise forbidden("Invalid admin token")
+    if _checked_admin_token(request):
         return
     if bearer_token(request) is None:
-        raise unauthorized("Invalid Authorization Header") if configured else forbidden(NO_ADMIN_TOKEN)
+        raise unauthorized("Invalid Authorization Header") if request.app[CONFIG].auth.admin_token \
+            else forbidden(NO_ADMIN_TOKEN)
     await current_user(request, admin=True)
+
+
+async def is_admin_caller(request: web.Request) -> bool:
+    """Whether the caller proved to be an admin (the admin token, or an admin's bearer token). Anonymous
+    callers and other users are not; wrong credentials are refused as on every route."""
+    if _checked_admin_token(request):
+        return True
+    if bearer_token(request) is None:
+        return False
+    return (await current_user(request)).role == "admin"
+
+
+def _checked_admin_token(request: web.Request) -> bool:
+    """True when the request carries the admin token; 403 when it carries a wrong one or none is configured."""
+    given = request.query.get("secret_admin_token") or request.headers.get("X-Admin-Token")
+    if given is None:
+        return False
+    configured = request.app[CONFIG].auth.admin_token
+    if not configured:
+        raise forbidden(NO_ADMIN_TOKEN)
+    if not secrets_equal(given, configured):
+        raise forbidden("Invalid admin token")
+    return True
 
 
 async def owned_transcription(request: web.Request, query_name: str) -> tuple[User, Transcription]:

@@ -160,7 +160,28 @@ class InboxJson(TypedDict):
     problem: str
 
 
+class PublicBackendJson(TypedDict):
+    scheduler: bool
+    backend: NotRequired[str]
+    device: NotRequired[str]
+    reason: NotRequired[str]
+    workers_alive: NotRequired[int]
+    working: bool
+    """False when the backend or its workers report a problem (an admin's ``/health`` says which)."""
+
+
+class PublicHealthJson(TypedDict):
+    """``/health`` for anyone: whether it works, never where things are."""
+
+    api: bool
+    database: bool
+    backend: PublicBackendJson
+    queue: dict[str, int]
+
+
 class HealthJson(TypedDict):
+    """``/health`` for an admin."""
+
     api: bool
     database: DatabaseHealth
     host: HostJson
@@ -233,6 +254,16 @@ def health_json(status: DaemonStatus) -> HealthJson:
         "inboxes": [{"path": inbox.path, "user": inbox.user, "outbox": inbox.outbox, "watching": inbox.watching,
                      "problem": inbox.problem} for inbox in status.inboxes],
     }
+
+
+def public_health_json(status: DaemonStatus) -> PublicHealthJson:
+    """``GET /health`` without an admin's credentials: no path, process id, host detail or URL."""
+    backend = status.backend
+    shown: PublicBackendJson = {"scheduler": backend.scheduler, "working": not backend.problem}
+    if backend.backend:
+        shown.update(backend=backend.backend, device=backend.device, reason=backend.reason,
+                     workers_alive=sum(worker.alive for worker in status.workers))
+    return {"api": True, "database": status.database_ok, "backend": shown, "queue": status.queue}
 
 
 def _backend_json(status: DaemonStatus) -> BackendJson:
