@@ -27,12 +27,15 @@ from .host import probe_host
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
 from .files import make_private_dir
+from .aio import stop_task
 from .jobs.backend_setup import backend_choice
+from .jobs.states import IN_PROGRESS, QUEUED
 from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
 from .options import OptionSpec, from_text, option_specs, overrides_from
 from .registry import PluginError, load_registry, plugin_origins
-from .store import SchemaTooNew, Store, StoreError, Transcription
+from .store import DATABASE_ERRORS, SchemaTooNew, Store, StoreError, Transcription
+from .systemd import Notifier
 from .validation import password_problem, username_problem
 from .web import create_app
 from .web.access_log import AccessLogger
@@ -222,16 +225,36 @@ def cmd_serve(config: Config, args: argparse.Namespace) -> int:
 
 
 async def serve(config: Config) -> None:
-    """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return."""
+    """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return. Under systemd, say
+    when it is ready, how the queue stands, that it is alive, and when it stops (:mod:`lazyd.systemd`)."""
     stop = _stop_on_signals()
+    notifier = Notifier()
     runner = ApiRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger)
     await runner.setup()
     try:
         await _start_site(runner, config)
-        await stop.wait()
+        store = runner.app[DAEMON].store
+        notifier.ready(await _status_line(store))
+        informing = asyncio.create_task(notifier.keep_informed(lambda: _status_line(store)))
+        try:
+            await stop.wait()
+        finally:
+            await stop_task(informing)
         log.info("stopping")
+        notifier.stopping()
     finally:
         await runner.cleanup()
+
+
+async def _status_line(store: Store) -> str:
+    """systemd's ``STATUS=``: the queue at a glance."""
+    try:
+        counts = await queue_counts(store)
+    except (TimeoutError, *DATABASE_ERRORS) as error:
+        return f"the database does not answer: {error}"
+    finally:
+        await store.release_connection()
+    return f"{counts.get(QUEUED, 0)} queued, {counts.get(IN_PROGRESS, 0)} transcribing"
 
 
 async def _start_site(runner: web.AppRunner, config: Config) -> None:

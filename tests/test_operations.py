@@ -1,14 +1,19 @@
-"""Running lazyd as a service (issue 13): what ``/health`` tells whom, ``lazyd status``."""
+"""Running lazyd as a service (issue 13): systemd notifications, what ``/health`` tells whom, ``lazyd status``."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
+import socket
 import sys
 from pathlib import Path
 
+import aiohttp
+
 from conftest import admin_health
+from lazyd.systemd import Notifier
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
 
@@ -70,3 +75,56 @@ async def test_lazyd_status_prints_the_admins_details_on_the_command_line(aiohtt
 async def test_lazyd_status_says_when_no_daemon_answers(make_config, database_url, unused_tcp_port):
     printed = await lazyd_status(make_config(database_url), unused_tcp_port)
     assert f"daemon: not answering at http://127.0.0.1:{unused_tcp_port}" in printed
+
+
+# -- systemd's notifications ----------------------------------------------------------------------------------
+
+class NotifySocket:
+    """The datagram socket systemd would listen on (``$NOTIFY_SOCKET``); collects what the daemon says."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[dict[str, str]] = []
+
+    async def until(self, key: str, timeout: float = 30) -> dict[str, str]:
+        """The first message (from now or before) that sets ``key``."""
+        async with asyncio.timeout(timeout):
+            while not (found := [message for message in self.messages if key in message]):
+                data = await asyncio.get_running_loop().sock_recv(self.sock, 4096)
+                self.messages.append(dict(line.split("=", 1) for line in data.decode().splitlines()))
+        return found[0]
+
+
+async def test_systemd_hears_ready_status_watchdog_and_stopping(tmp_path, unused_tcp_port):
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {**{name: value for name, value in os.environ.items() if not name.startswith("LAZYD_")},
+           "LAZYD_DATA_DIR": str(tmp_path / "data"), "LAZYD_SCHEDULER__ENABLED": "false",
+           "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000"}
+    daemon = await asyncio.create_subprocess_exec(sys.executable, "-m", "lazyd", "serve", "--port", str(unused_tcp_port),
+                                                  env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                  stderr=asyncio.subprocess.DEVNULL)
+    try:
+        ready = await notify.until("READY")
+        async with aiohttp.ClientSession() as session:  # ready means listening, with the store open
+            async with session.get(f"http://127.0.0.1:{unused_tcp_port}/") as response:
+                assert await response.json() == {"api": True, "database": True}
+        assert ready["STATUS"] == "0 queued, 0 transcribing" and ready["MAINPID"] == str(daemon.pid)
+        await notify.until("WATCHDOG")  # every 0.2 s: half of WatchdogSec
+        daemon.send_signal(signal.SIGTERM)
+        assert (await notify.until("STOPPING"))["STOPPING"] == "1"
+        assert await asyncio.wait_for(daemon.wait(), timeout=30) == 0
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()
+        notify.sock.close()
+
+
+def test_outside_systemd_the_notifier_does_nothing_and_a_watchdog_for_another_process_is_ignored():
+    assert not Notifier({}).enabled
+    Notifier({}).ready("fine")  # no socket: nothing to send to, nothing raised
+    assert Notifier({"NOTIFY_SOCKET": "@lazyd", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_secs is None
+    assert Notifier({"NOTIFY_SOCKET": "@lazyd"}).address == "\0lazyd"
