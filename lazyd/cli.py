@@ -22,14 +22,13 @@ from .auth import PasswordHasher
 from .api_keys import ApiKeys, NewKey, key_secret, name_problem
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
-from .daemon import queue_counts
 from .host import probe_host
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
 from .files import make_private_dir
 from .aio import stop_task
 from .jobs.backend_setup import backend_choice
-from .jobs.states import IN_PROGRESS, QUEUED
+from .jobs.states import IN_PROGRESS, QUEUED, queue_counts
 from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
 from .options import OptionSpec, from_text, option_specs, overrides_from

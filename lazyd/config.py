@@ -62,6 +62,8 @@ class AuthConfig:
     open_registration: bool = True
     admin_token: str = secret()
     worker_token: str = secret()
+    metrics_token: str = secret()
+    """The bearer ``GET /metrics`` takes from other machines (from this one it is open); unset: refused."""
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import peewee
 
 from .aio import stop_task
 from .config import Config
@@ -30,7 +29,8 @@ from .jobs.backend_setup import backend_choice, parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
-from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused
+from .metrics import Metrics
+from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused, queue_counts
 from .jobs.transcripts import one_transcription_json
 from .options import JobOverrides, stored_options
 from .registry import PluginError, Registry
@@ -111,6 +111,8 @@ class Daemon:
         self.host = probe_host()
         self.started_at = int(time.time())
         """When this daemon started, in Unix seconds."""
+        self.metrics = Metrics()
+        """What ``GET /metrics`` exposes (:mod:`lazyd.metrics`)."""
         self.backend = BackendStatus(scheduler=config.scheduler.enabled)
         self.scheduler: Scheduler | None = None
         self.parallel = parallel_decodes(config, config.transcription.device)
@@ -205,7 +207,7 @@ class Daemon:
         self.backend = BackendStatus(scheduler=True, backend=choice.backend.name, device=choice.device,
                                      reason=choice.reason)
         self.parallel = setup.model.parallel
-        self.scheduler = Scheduler(self.config, self.states, setup)
+        self.scheduler = Scheduler(self.config, self.states, setup, self.metrics)
         self._start(self.scheduler.run(), "scheduler")
 
     def _start(self, work: Awaitable[None], name: str) -> None:
@@ -347,13 +349,6 @@ class Daemon:
                         for inbox in self.inboxes) + tuple(self.idle_inboxes)
         return DaemonStatus(healthy, self.store.describe(), self.host, backend, node, workers,
                             await queue_counts(self.store) if healthy else {}, inboxes)
-
-
-async def queue_counts(store: Store) -> dict[str, int]:
-    """How many transcriptions are in each state."""
-    query = (Transcription.select(Transcription.current_state, peewee.fn.COUNT(Transcription.id).alias("n"))
-             .group_by(Transcription.current_state))
-    return {row["current_state"]: row["n"] for row in await store.list(query.dicts())}
 
 
 async def _next_event_of(queue: asyncio.Queue[Event | None], job_id: int,

@@ -172,7 +172,7 @@ async def test_identical_content_under_another_name_is_not_transcribed_again(sta
 
 async def test_hidden_and_partial_files_are_left_alone_and_non_audio_is_set_aside_with_a_reason(
         start, folders, control, tmp_path):
-    await start()
+    client = await start()
     recording = tones_file(tmp_path / "recording.wav", [300, 400])
     for name in (".hidden.wav", "download.wav.part", "chrome.crdownload", "editor.wav~", "copy.tmp"):
         shutil.copy(recording, folders.inbox / name)
@@ -182,6 +182,9 @@ async def test_hidden_and_partial_files_are_left_alone_and_non_audio_is_set_asid
     assert (folders.inbox / "failed" / "notes.txt").exists()
     await asyncio.sleep(1.5)
     assert await transcriptions() == []
+    counted = client.app[DAEMON].metrics.registry.get_sample_value
+    assert counted("lazyd_inbox_files_total", {"outcome": "failed"}) == 1
+    assert counted("lazyd_inbox_files_total", {"outcome": "taken"}) is None, "nothing was taken"
     assert (folders.inbox / ".hidden.wav").exists() and (folders.inbox / "download.wav.part").exists()
 
 

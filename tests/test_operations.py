@@ -1,4 +1,5 @@
-"""Running lazyd as a service (issue 13): systemd notifications, what ``/health`` tells whom, ``lazyd status``."""
+"""Running lazyd as a service (issue 13): systemd notifications, what ``/health`` tells whom, ``lazyd status``,
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,14 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import admin_health
+from datetime import timedelta
+
+from conftest import Accounts, admin_health, fake_sections
+from lazyd.store import Transcription, utcnow
+from pipeline_helpers import TONES, tone_sequence, upload, wait_for_state
 from lazyd.systemd import Notifier
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
@@ -128,3 +135,75 @@ def test_outside_systemd_the_notifier_does_nothing_and_a_watchdog_for_another_pr
     Notifier({}).ready("fine")  # no socket: nothing to send to, nothing raised
     assert Notifier({"NOTIFY_SOCKET": "@lazyd", "WATCHDOG_USEC": "1000000", "WATCHDOG_PID": "1"}).watchdog_secs is None
     assert Notifier({"NOTIFY_SOCKET": "@lazyd"}).address == "\0lazyd"
+
+
+# -- metrics ----------------------------------------------------------------------------------------------------
+
+def samples(text: str) -> dict[tuple[str, tuple], float]:
+    """Every sample of a Prometheus exposition, parsed by prometheus-client's own parser."""
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+async def scrape(client) -> dict[tuple[str, tuple], float]:
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.content_type == "text/plain"
+    return samples(await response.text())
+
+
+@pytest.fixture
+async def transcribing(aiohttp_client, make_config, database_url, tmp_path):
+    """A daemon transcribing with the FAKE tone backend, and an uploader's headers."""
+    client = await aiohttp_client(create_app(make_config(database_url, fake_sections(tmp_path / "fake" / "c.json"))))
+    return client, await Accounts(client).headers("alice", can_interact=True)
+
+
+async def test_metrics_change_when_a_job_runs(transcribing, tmp_path):
+    client, headers = transcribing
+    before = await scrape(client)
+    assert before[("lazyd_jobs", (("state", "completed"),))] == 0
+    async with client.ws_connect("/ws", headers=headers):
+        assert (await scrape(client))[("lazyd_websocket_connections", ())] == 1
+        job_id = (await (await upload(client, headers, tone_sequence(tmp_path / "t.wav", TONES))).json())["task_id"]
+        await wait_for_state(client, headers, job_id, ("completed",))
+    after = await scrape(client)
+    fake = (("backend", "fake"), ("model", "c.json"))
+    assert after[("lazyd_jobs", (("state", "completed"),))] == 1 and after[("lazyd_queue_depth", ())] == 0
+    chunks = (await (await client.get(f"/transcript?task_id={job_id}", headers=headers)).json())["total"]
+    assert after[("lazyd_audio_transcribed_seconds_total", fake)] == pytest.approx(len(TONES), abs=0.5)  # 1 s each
+    assert after[("lazyd_chunk_decode_seconds_count", fake)] == chunks > 1
+    assert after[("lazyd_realtime_factor", fake)] > 0
+    assert after[("lazyd_model_load_seconds_count", fake)] == 1
+    upload_ok = (("method", "POST"), ("route", "/upload-audiofile"), ("status", "200"))
+    assert after[("lazyd_http_requests_total", upload_ok)] == 1
+    assert after[("lazyd_http_request_duration_seconds_count", (("method", "POST"), ("route", "/upload-audiofile")))] == 1
+    assert after[("lazyd_websocket_connections", ())] == 0
+
+
+async def test_the_queue_metrics_show_a_waiting_job_and_its_age(client, accounts, database_url):
+    headers = await accounts.headers("alice", can_interact=True)
+    me = await (await client.get("/auth/info", headers=headers)).json()
+    await Transcription.acreate(creator=me["id"], audio_len_secs=30.0, chunk_size_secs=10.0, current_state="queued",
+                                create_date=utcnow() - timedelta(seconds=90))
+    found = await scrape(client)
+    assert found[("lazyd_queue_depth", ())] == 1
+    assert 90 <= found[("lazyd_queue_oldest_age_seconds", ())] < 120
+
+
+async def test_an_unknown_path_is_counted_without_its_path(client):
+    assert (await client.get("/no/such/thing")).status == 404
+    found = await scrape(client)
+    assert found[("lazyd_http_requests_total", (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 1
+    assert not any("/no/such/thing" in str(key) for key in found)
+
+
+async def test_metrics_are_open_to_this_machine_and_take_the_token_from_elsewhere(aiohttp_client, make_config):
+    proxied = {"X-Forwarded-For": "203.0.113.7"}
+    closed = await aiohttp_client(create_app(make_config()))
+    assert (await closed.get("/metrics", headers=proxied)).status == 403
+    guarded = await aiohttp_client(create_app(make_config(metrics_token="scrape-me")))
+    assert (await guarded.get("/metrics", headers=proxied)).status == 401
+    wrong = await guarded.get("/metrics", headers={**proxied, "Authorization": "Bearer guess"})
+    assert wrong.status == 401
+    right = await guarded.get("/metrics", headers={**proxied, "Authorization": "Bearer scrape-me"})
+    assert right.status == 200

@@ -83,6 +83,7 @@ async def test_a_resumed_job_knows_the_last_word_the_chunk_before_kept(states):
     from lazyd.backend import ModelSpec, Segment, Word
     from lazyd.config import Config
     from lazyd.jobs.cuts import last_word
+    from lazyd.metrics import Metrics
     from lazyd.jobs.scheduler import Scheduler
     from lazyd.jobs.worker import WorkerSetup
 
@@ -90,6 +91,6 @@ async def test_a_resumed_job_knows_the_last_word_the_chunk_before_kept(states):
     words = (Word(8.0, 8.4, "around", 0.9), Word(8.5, 9.89, "it.", 0.9))
     spoken = Segment(8.0, 9.89, "around it.", words, -0.2, 0.01)
     assert await states.save_chunk(job.id, OURS, ChunkResult(0, 0.0, 10.0, "around it.", [spoken.to_json()]))
-    scheduler = Scheduler(Config(), states, WorkerSetup("fake", ModelSpec()))
+    scheduler = Scheduler(Config(), states, WorkerSetup("fake", ModelSpec()), Metrics())
     assert last_word(await scheduler._chunk_segments(job.id, 0)) == words[-1]
     assert await scheduler._chunk_segments(job.id, 1) == []

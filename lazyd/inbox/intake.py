@@ -123,9 +123,11 @@ class Intake:
             await self._reject(name, str(error))
             return None
         log.info("inbox %s: queued %s as transcription %d", self.folder, name, job.id)
+        self.daemon.metrics.inbox_files.labels(outcome="taken").inc()
         return job
 
     async def _reject(self, name: str, reason: str) -> None:
         """Not usable: set it aside with the reason, never drop it silently."""
         log.warning("inbox %s: %s is not taken: %s", self.folder, name, reason)
+        self.daemon.metrics.inbox_files.labels(outcome="failed").inc()
         await asyncio.to_thread(set_aside, self.folder / name, self.folder / "failed", reason)

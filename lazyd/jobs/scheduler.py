@@ -22,6 +22,7 @@ from datetime import timedelta
 from ..aio import stop_tasks
 from ..backend import DetectedLanguage, Segment, Word
 from ..config import Config
+from ..metrics import Metrics
 from ..options import JobOptions, TranscribeOptions, load_options
 from ..store import Transcription, TranscriptionChunk
 from .cuts import Span, last_word
@@ -76,6 +77,7 @@ class Unit:
     timed: list[Segment] = field(default_factory=list)
     """What was kept, with word timings, whether or not the job keeps them: the next cut needs them."""
     its_turn: bool = False
+    started_at: float = field(default_factory=time.monotonic)
 
     def hear(self, segment: Segment) -> None:
         """A segment from the worker, in chunk time."""
@@ -116,11 +118,12 @@ class Progress:
 
 
 class Scheduler:
-    def __init__(self, config: Config, states: JobStates, setup: WorkerSetup) -> None:
+    def __init__(self, config: Config, states: JobStates, setup: WorkerSetup, metrics: Metrics) -> None:
         self.config = config
         self.states = states
         self.events: EventHub = states.events
         self.setup = setup
+        self.metrics = metrics
         node = config.scheduler.node_name or socket.gethostname()
         self.node_prefix = f"{node}/"
         self.owner = f"{node}/{secrets.token_hex(4)}/"
@@ -204,11 +207,14 @@ class Scheduler:
         attempt = 0
         while worker is None or not worker.alive:
             worker = WorkerProcess(setup or self.setup, self.timeouts)
+            started = time.monotonic()
             try:
                 await worker.start()
                 self.worker_problem = ""
+                self.metrics.model_loaded(worker.setup.backend, worker.setup.model.model, time.monotonic() - started)
             except WorkerStartFailed as error:
                 self.worker_problem = str(error)
+                self.metrics.worker_restarts.labels(cause="failed_to_load").inc()
                 delay = RESTART_BACKOFF_SECS[min(attempt, len(RESTART_BACKOFF_SECS) - 1)]
                 log.error("%s; trying again in %d s", error, delay)
                 await worker.kill()
@@ -246,6 +252,7 @@ class Scheduler:
             log.exception("transcription %d: stopped by an unexpected error; it resumes when its lease expires",
                           run.job.id)
             await run.worker.kill()
+            self.metrics.worker_restarts.labels(cause="unexpected_error").inc()
         finally:
             heartbeat.cancel()
             self._cancels.pop(run.job.id, None)
@@ -262,6 +269,7 @@ class Scheduler:
             log.warning("transcription %d: attempt failed: %s", job.id, error)
             if isinstance(error, WorkerDied):
                 await worker.kill()
+                self.metrics.worker_restarts.labels(cause="died_or_hung").inc()
             await self.states.record_error(job.id, run.owner, str(error))
 
     async def _give_back(self, run: Run) -> None:
@@ -302,6 +310,8 @@ class Scheduler:
                     return False
                 if not await self.states.save_chunk(job.id, run.owner, unit.result(decoded.result().language)):
                     return False
+                self.metrics.chunk_done(run.worker.setup.backend, run.worker.setup.model.model,
+                                        unit.span.end - unit.span.start, time.monotonic() - unit.started_at)
                 in_flight.popleft()
                 after = last_word(unit.timed)
         finally:  # after a failure, stop the chunks still decoding (a cancel stops each within its grace)

@@ -389,3 +389,9 @@ class JobStates:
             except Exception:
                 log.exception("a lazyd_transcription_finished hook failed for transcription %d", job.id)
 
+
+async def queue_counts(store: Store) -> dict[str, int]:
+    """How many transcriptions are in each state."""
+    query = (Transcription.select(Transcription.current_state, peewee.fn.COUNT(Transcription.id).alias("n"))
+             .group_by(Transcription.current_state))
+    return {row["current_state"]: row["n"] for row in await store.list(query.dicts())}

@@ -17,6 +17,7 @@ from ..config import Config
 from ..daemon import Daemon
 from ..registry import Registry, load_registry
 from .errors import error_middleware, tag_response
+from .request_metrics import count_requests
 from .keys import API_KEYS, CONFIG, DAEMON, DOCUMENT, ENDPOINTS, HASHER, REGISTRY, TOKENS
 from .openapi import build_document
 from .routes import ENDPOINTS as ROUTE_TABLE
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 def create_app(config: Config, registry: Registry | None = None) -> web.Application:
     """The daemon's application; plugins are loaded and the inboxes checked here, so a broken one stops
     start-up before anything runs."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.server.max_json_body_kb * 1024)
+    app = web.Application(middlewares=[count_requests, error_middleware],
+                          client_max_size=config.server.max_json_body_kb * 1024)
     app[CONFIG] = config
     app[TOKENS] = token_issuer(config)
     app[REGISTRY] = registry or load_registry(modules=config.plugins.modules)

@@ -32,6 +32,8 @@ SECURITY_SCHEMES: dict[str, Schema] = {
                     "description": "The external workers' token (`[auth] worker_token`)"},
     "workerTokenQuery": {"type": "apiKey", "in": "query", "name": "secret_worker_token",
                          "description": "The external workers' token, as the seed API took it"},
+    "metricsToken": {"type": "http", "scheme": "bearer",
+                     "description": "`[auth] metrics_token`, for scraping `/metrics` from another machine"},
     "tokenQuery": {"type": "apiKey", "in": "query", "name": "token",
                    "description": "The access token in the query, for browsers opening a WebSocket"},
 }

@@ -59,6 +59,8 @@ ENDPOINTS = (
     Endpoint("GET", "/health", system_routes.details, "Whether it works, and for an admin what runs where",
              "system", {200: Reply("The daemon's state: the public view, or an admin's", (PublicHealthJson, HealthJson))},
              ("", *ADMIN_TOKEN_OR_ADMIN), errors=(403,)),
+    Endpoint("GET", "/metrics", system_routes.metrics, "Prometheus metrics", "system",
+             {200: Reply("Prometheus' text format", media=("text/plain",))}, ("", "metricsToken"), errors=(403,)),
     Endpoint("GET", "/openapi.json", docs_routes.openapi, "This document", "system",
              {200: Reply("The OpenAPI 3.1 document", media=("application/json",))}),
     Endpoint("GET", "/docs", docs_routes.reader, "A reader for this document", "system",

@@ -6,6 +6,8 @@ Another user's transcription answers exactly as a missing one does (404), so ids
 
 from __future__ import annotations
 
+import ipaddress
+
 from aiohttp import web
 
 from ..api_keys import is_api_key
@@ -73,6 +75,21 @@ async def current_user(request: web.Request, *, admin: bool = False, can_interac
     if can_interact and not user.can_interact:
         raise forbidden("Access restricted: an admin has not allowed this account to upload (can_interact)")
     return user
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+def from_this_machine(request: web.Request) -> bool:
+    """The peer is a loopback address and no proxy says it forwards someone else's request."""
+    forwarded = "Forwarded" in request.headers or "X-Forwarded-For" in request.headers
+    return is_loopback(request.remote or "") and not forwarded
 
 
 NO_ADMIN_TOKEN = ("The admin token is not configured on this server (auth.admin_token); "

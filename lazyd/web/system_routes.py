@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .keys import DAEMON
-from .security import is_admin_caller
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ..auth import secrets_equal
+from .errors import forbidden, unauthorized
+from .keys import CONFIG, DAEMON
+from .security import bearer_token, from_this_machine, is_admin_caller
 from .shapes import health_json, public_health_json
 
 
@@ -20,3 +24,17 @@ async def details(request: web.Request) -> web.Response:
     process id and no URL."""
     status = await request.app[DAEMON].status()
     return web.json_response(health_json(status) if await is_admin_caller(request) else public_health_json(status))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus' text format (:mod:`lazyd.metrics`). Open to this machine; from elsewhere (or through a
+    proxy) it takes ``[auth] metrics_token`` as the bearer."""
+    if not from_this_machine(request):
+        configured = request.app[CONFIG].auth.metrics_token
+        if not configured:
+            raise forbidden("/metrics answers this machine only: set [auth] metrics_token to scrape it from elsewhere")
+        if not secrets_equal(bearer_token(request), configured):
+            raise unauthorized("Invalid metrics token")
+    daemon = request.app[DAEMON]
+    body = await daemon.metrics.exposition(daemon.store)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

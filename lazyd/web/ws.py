@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 import time
@@ -26,7 +25,7 @@ from ..store import DATABASE_ERRORS, Store
 from .api import param
 from .errors import ApiError, forbidden, unauthorized
 from .keys import CONFIG, DAEMON, TOKENS
-from .security import bearer_token, user_from_claims
+from .security import bearer_token, is_loopback, user_from_claims
 
 
 TOKEN_EXPIRED = 4001
@@ -74,18 +73,9 @@ def _own_origins(request: web.Request) -> set[tuple[str, str, int]]:
         return set()
     host, port = str(address[0]).lower(), int(address[1])
     names = {host, socket.gethostname().lower()}
-    if _is_loopback(host):
+    if is_loopback(host):
         names |= LOOPBACK_NAMES
     return {("http", name, port) for name in names}
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)
-    return (mapped or address).is_loopback
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -102,7 +92,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     hub = request.app[DAEMON].events
-    with hub.subscribe(user.id) as queue:
+    with hub.subscribe(user.id) as queue, request.app[DAEMON].metrics.websockets.track_inprogress():
         last = await _catch_up(ws, hub, user.id, param(request, "stream"), since)
         closed = asyncio.create_task(_until_closed(ws))
         revoked = asyncio.create_task(_until_revoked(store, claims))
