@@ -19,6 +19,7 @@ from aiohttp import web
 
 from . import __version__, users
 from .auth import PasswordHasher
+from .backup import BackupError, backup, point_audio_here, restore_files
 from .api_keys import ApiKeys, NewKey, key_secret, name_problem
 from .audio import AudioError
 from .config import Config, ConfigError, effective_config, load_config
@@ -90,6 +91,15 @@ def build_parser() -> argparse.ArgumentParser:
                                  help="the store, the queue and the running daemon, with the details /health "
                                       "shows only to admins")
     status.set_defaults(run=cmd_status)
+
+    backup = commands.add_parser("backup", parents=[common],
+                                 help="copy the store, the audio and the secrets into a new folder (the daemon may run)")
+    backup.add_argument("destination", type=Path)
+    backup.set_defaults(run=cmd_backup)
+    restore = commands.add_parser("restore", parents=[common],
+                                  help="put a backup into an empty data directory (the daemon must not run)")
+    restore.add_argument("source", type=Path)
+    restore.set_defaults(run=cmd_restore)
 
     _add_user_commands(commands, common)
     _add_key_commands(commands, common)
@@ -324,6 +334,24 @@ def _running_daemon_health(config: Config) -> dict | str:
             return json.load(response)
     except (OSError, ValueError) as error:
         return f"not answering at {_daemon_url(config)} ({getattr(error, 'reason', error)})"
+
+
+# --- backup and restore ------------------------------------------------------------------------------------
+
+def cmd_backup(config: Config, args: argparse.Namespace) -> int:
+    manifest = backup(config, args.destination)
+    print(f"backed up {config.data_dir} into {args.destination}")
+    if manifest.database_hint:
+        print(f"the PostgreSQL store is not in it; dump it beside the backup:\n  {manifest.database_hint}")
+    return 0
+
+
+def cmd_restore(config: Config, args: argparse.Namespace) -> int:
+    manifest = restore_files(config, args.source)
+    moved = with_store(config, lambda store: point_audio_here(store, manifest, config))
+    print(f"restored {args.source} (lazyd {manifest.lazyd_version}, {manifest.created}) into {config.data_dir}; "
+          f"{moved} recording(s) now point into it")
+    return 0
 
 
 # --- plugins -----------------------------------------------------------------------------------------------
@@ -603,7 +631,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.run is not cmd_check_config:
             make_private_dir(config.data_path)
         return args.run(config, args)
-    except (CliError, ConfigError, StoreError, SchemaTooNew, PluginError, InboxError, users.UserExists) as error:
+    except (CliError, ConfigError, StoreError, SchemaTooNew, PluginError, InboxError, users.UserExists,
+            BackupError) as error:
         return _fail(str(error))
     except KeyboardInterrupt:
         return 130
