@@ -32,6 +32,7 @@ from .jobs.backend_setup import backend_choice
 from .jobs.states import IN_PROGRESS, QUEUED, queue_counts
 from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
+from .logs import configure_logging
 from .options import OptionSpec, from_text, option_specs, overrides_from
 from .registry import PluginError, load_registry, plugin_origins
 from .store import DATABASE_ERRORS, SchemaTooNew, Store, StoreError, Transcription
@@ -206,16 +207,6 @@ def _add_flag_pair(parser: argparse.ArgumentParser, dest: str, yes: str, no: str
     group = parser.add_mutually_exclusive_group()
     group.add_argument(yes, dest=dest, action="store_const", const=True, help=text)
     group.add_argument(no, dest=dest, action="store_const", const=False)
-
-
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def configure_logging(config: Config) -> None:
-    if config.logging.level not in LOG_LEVELS:
-        raise ConfigError(f"'logging.level' must be one of {', '.join(LOG_LEVELS)}, got {config.logging.level!r}")
-    logging.basicConfig(level=config.logging.level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 # --- serve -------------------------------------------------------------------------------------------------

@@ -136,6 +136,7 @@ class InboxConfig(JobOverrides):
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str = "info"
+    format: str = "text"
 
 
 @dataclass(frozen=True)

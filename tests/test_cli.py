@@ -118,7 +118,7 @@ def test_serve_logs_where_it_listens_and_stops_on_sigterm(tmp_path):
     with process.stderr:
         log = process.stderr.read()
     assert "Traceback" not in log
-    assert '"GET /auth/patch?user_id=1&secret_admin_token=*** HTTP/1.1" 405' in log
+    assert 'GET /auth/patch?user_id=1&secret_admin_token=*** -> 405' in log
     assert "/ws?token=*** " in log and "secret_worker_token=*** " in log
     assert "hunter2" not in log, "a secret reached the log"
 

@@ -310,8 +310,7 @@ class Scheduler:
                     return False
                 if not await self.states.save_chunk(job.id, run.owner, unit.result(decoded.result().language)):
                     return False
-                self.metrics.chunk_done(run.worker.setup.backend, run.worker.setup.model.model,
-                                        unit.span.end - unit.span.start, time.monotonic() - unit.started_at)
+                self._chunk_done(run, unit)
                 in_flight.popleft()
                 after = last_word(unit.timed)
         finally:  # after a failure, stop the chunks still decoding (a cancel stops each within its grace)
@@ -319,6 +318,12 @@ class Scheduler:
                 for _, task in in_flight:
                     task.cancel()
             await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
+
+    def _chunk_done(self, run: Run, unit: Unit) -> None:
+        audio_secs, decode_secs = unit.span.end - unit.span.start, time.monotonic() - unit.started_at
+        log.info("transcription %d: chunk %d done, %.1f s of audio in %.1f s (%.1fx realtime)", run.job.id, unit.number,
+                 audio_secs, decode_secs, audio_secs / max(decode_secs, 1e-6))
+        self.metrics.chunk_done(run.worker.setup.backend, run.worker.setup.model.model, audio_secs, decode_secs)
 
     def _decoding(self, job: Transcription) -> Decoding:
         options = job_options(self.config, job).decoding()

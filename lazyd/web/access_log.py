@@ -1,7 +1,9 @@
-"""The access log, with the secrets some routes take in the query string masked.
+"""The access log: one line per request with its method, route, target, status, duration, request id and
+user id, and the secrets some routes take in the query string masked.
 
 The seed's clients send ``secret_admin_token`` and ``secret_worker_token`` as query parameters, and
-browsers pass the WebSocket's bearer token as ``?token=``; none of them may reach a log file.
+browsers pass the WebSocket's bearer token as ``?token=``; none of them may reach a log file. Headers
+(where the bearer tokens and keys travel) are never logged.
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ import logging
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+
+from .api import ENDPOINT
+from .errors import REQUEST_ID
+from .request_metrics import UNMATCHED
+from .security import CALLER_ID
 
 SECRET_PARAMETERS = frozenset({"token", "secret_admin_token", "secret_worker_token"})
 MASK = "***"
@@ -25,12 +32,21 @@ def loggable_target(request: web.BaseRequest) -> str:
 
 
 class AccessLogger(AbstractAccessLogger):
-    """One line per request: client, request line (secrets masked), status, bytes, seconds."""
+    """One line per request; the same fields go to a JSON log as keys (see :mod:`lazyd.logs`)."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        major, minor = request.version
-        self.logger.info('%s "%s %s HTTP/%s.%s" %s %s %.3fs', request.remote, request.method,
-                         loggable_target(request), major, minor, response.status, response.body_length, time)
+        fields = {
+            "request_id": request.get(REQUEST_ID, "-"),
+            "method": request.method,
+            "route": request[ENDPOINT].path if ENDPOINT in request else UNMATCHED,
+            "target": loggable_target(request),
+            "status": response.status,
+            "duration_ms": round(time * 1000, 1),
+            "user_id": request.get(CALLER_ID),
+            "client": request.remote,
+        }
+        self.logger.info("%(request_id)s %(method)s %(target)s -> %(status)s in %(duration_ms)s ms "
+                         "(route %(route)s, user %(user_id)s, from %(client)s)", fields, extra={"fields": fields})
 
     @property
     def enabled(self) -> bool:

@@ -70,11 +70,16 @@ async def current_user(request: web.Request, *, admin: bool = False, can_interac
         user = await user_from_key(request, token)
     else:
         user = await user_from_token(request, token)
+    request[CALLER_ID] = user.id
     if admin and user.role != "admin":
         raise forbidden("Access restricted: this action needs the admin role")
     if can_interact and not user.can_interact:
         raise forbidden("Access restricted: an admin has not allowed this account to upload (can_interact)")
     return user
+
+
+CALLER_ID = web.RequestKey("caller_id", int)
+"""The authenticated user's id, for the request's log line."""
 
 
 def is_loopback(host: str) -> bool:
