@@ -211,6 +211,9 @@ def _add_flag_pair(parser: argparse.ArgumentParser, dest: str, yes: str, no: str
 
 # --- serve -------------------------------------------------------------------------------------------------
 
+REQUESTS_SHUTDOWN_SECS = 5.0
+"""On SIGTERM, how long requests still being answered may take before their connections are closed (a
+client waiting on ``/v1`` for a transcript loses its wait, never its job, which resumes after a restart)."""
 DAEMON_UMASK = 0o077
 """Whatever the daemon, its workers or a plugin create is private unless made otherwise on purpose (the
 outbox's transcripts are, see :data:`lazyd.inbox.delivery.OUTBOX_FILE_MODE`)."""
@@ -229,7 +232,8 @@ async def serve(config: Config) -> None:
     when it is ready, how the queue stands, that it is alive, and when it stops (:mod:`lazyd.systemd`)."""
     stop = _stop_on_signals()
     notifier = Notifier()
-    runner = ApiRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger)
+    runner = ApiRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger,
+                       shutdown_timeout=REQUESTS_SHUTDOWN_SECS)
     await runner.setup()
     try:
         await _start_site(runner, config)

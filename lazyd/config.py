@@ -102,6 +102,7 @@ class SchedulerConfig:
     retry_backoff_secs: float = 10.0
     stall_timeout_secs: float = 600.0
     cancel_grace_secs: float = 3.0
+    shutdown_grace_secs: float = 30.0
     poll_secs: float = 2.0
     worker_niceness: int = 10
     unload_idle_secs: float = 300.0

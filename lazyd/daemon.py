@@ -162,6 +162,8 @@ class Daemon:
         await self._stop()
 
     async def _stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.drain(self.config.scheduler.shutdown_grace_secs)
         for task in reversed(self._tasks):
             await stop_task(task)
         self._tasks.clear()

@@ -74,8 +74,8 @@ class FakeModel(LoadedModel):
             self._running += change
             most = self.control.with_name("most_running")
             if self._running > (int(most.read_text()) if most.exists() else 0):
-                most.write_text(str(self._running))
-            self.control.with_name("running").write_text(str(self._running))
+                _write_whole(most, str(self._running))
+            _write_whole(self.control.with_name("running"), str(self._running))
 
 
 def _tone_name(second: numpy.ndarray) -> str:
@@ -112,3 +112,11 @@ class FakeBackend(Backend):
 @hookimpl
 def lazyd_register_backends() -> list[Backend]:
     return [FakeBackend()]
+
+
+def _write_whole(path: Path, text: str) -> None:
+    """Replace the file at once: a worker killed while writing (a test kills its daemon) must never leave it
+    empty for the next worker to read."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)

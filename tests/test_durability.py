@@ -34,8 +34,8 @@ FREQS = TONES + TONES
 """40 s of tones: five 8 s chunks whose first seconds all have different tones."""
 CHUNK_SECS = 8
 SEGMENT_DELAY = 0.2
-ADMIN_TOKEN = "durability-admin-token"
 """Seconds the fake spends per second of audio: 1.6 s a chunk, 8 s for the job."""
+ADMIN_TOKEN = "durability-admin-token"
 LEASE_SECS = 60.0
 """Long on purpose: a restart that waited for the killed daemon's lease to expire would miss the deadline."""
 RESUME_DEADLINE = 30.0
@@ -128,6 +128,8 @@ class Daemons:
     worker_pids: set[int] = field(default_factory=set)
     parallel: int = 1
     """Chunks the worker decodes at once."""
+    shutdown_grace: float = 0.0
+    """Seconds a SIGTERM leaves the chunks being decoded to finish (0: stop them at once)."""
 
     @property
     def data_dir(self) -> Path:
@@ -148,6 +150,7 @@ class Daemons:
             "LAZYD_SCHEDULER__POLL_SECS": "0.2",
             "LAZYD_SCHEDULER__STALL_TIMEOUT_SECS": "30",
             "LAZYD_SCHEDULER__CANCEL_GRACE_SECS": "1",
+            "LAZYD_SCHEDULER__SHUTDOWN_GRACE_SECS": str(self.shutdown_grace),
             "LAZYD_AUTH__BCRYPT_ROUNDS": "4",
             "LAZYD_AUTH__ADMIN_TOKEN": ADMIN_TOKEN,  # /health shows an admin the worker processes
             "LAZYD_LOGGING__LEVEL": "info",
@@ -408,6 +411,29 @@ async def test_a_daemon_killed_with_several_chunks_in_flight_resumes_with_none_l
     calls_after = fake_calls(control)[len(calls_before):]
     assert sorted(calls_after) == sorted(first_texts[n] for n in range(5) if n not in done_before), (
         "after the restart the fake should see exactly the chunks that were not committed, each once")
+    second.process.send_signal(signal.SIGTERM)
+    assert await second.exit_status() == 0
+
+
+async def test_sigterm_lets_the_running_chunk_finish_within_the_grace_and_a_restart_redoes_nothing(
+        daemons, database, control, tmp_path):
+    daemons.shutdown_grace = 30.0
+    first = await daemons.start()
+    headers, job_id, worker = await upload_tones(first, tmp_path)
+    async with first.session() as session:
+        await wait_mid_chunk(session, headers, job_id, control, done=1)
+    started = len(fake_calls(control))  # the committed chunks and the one decoding now
+
+    first.process.send_signal(signal.SIGTERM)
+    assert await first.exit_status(timeout=20) == 0
+    assert "Traceback" not in first.log()
+    assert await database.job(job_id) == {"current_state": "queued", "error_count": 0, "lease_owner": ""}
+    done_before = await database.chunk_counts(job_id)
+    assert len(done_before) == started < 5, "the chunk decoding at SIGTERM was kept, no other was begun"
+
+    second = await daemons.start()
+    await assert_completed_exactly_once(second, database, headers, job_id, timeout=RESUME_DEADLINE)
+    assert len(fake_calls(control)) == 5, "after the restart no chunk was decoded twice"
     second.process.send_signal(signal.SIGTERM)
     assert await second.exit_status() == 0
 

@@ -62,7 +62,7 @@ async def use_every_secret(base: str, tmp_path: Path) -> list[str]:
         async with http.post("/upload-audiofile", data=form, headers=by_key) as response:
             job_id = (await response.json())["task_id"]
         async with http.ws_connect(f"/ws?token={tokens['access_token']}") as ws:
-            while (event := await ws.receive_json(timeout=30)).get("state") != "completed":
+            while (await ws.receive_json(timeout=30)).get("state") != "completed":
                 pass
         admin, worker, metrics = (SECRETS[f"LAZYD_AUTH__{name}_TOKEN"] for name in ("ADMIN", "WORKER", "METRICS"))
         requests = [

@@ -207,3 +207,36 @@ async def test_metrics_are_open_to_this_machine_and_take_the_token_from_elsewher
     assert wrong.status == 401
     right = await guarded.get("/metrics", headers={**proxied, "Authorization": "Bearer scrape-me"})
     assert right.status == 200
+
+
+async def test_sigterm_tells_open_websockets_the_server_is_going_away(tmp_path, unused_tcp_port):
+    env = {**{name: value for name, value in os.environ.items() if not name.startswith("LAZYD_")},
+           "LAZYD_DATA_DIR": str(tmp_path / "data"), "LAZYD_SCHEDULER__ENABLED": "false",
+           "LAZYD_AUTH__BCRYPT_ROUNDS": "4"}
+    added = await asyncio.create_subprocess_exec(sys.executable, "-m", "lazyd", "user", "add", "alice",
+                                                 "--password-stdin", env=env, stdin=asyncio.subprocess.PIPE,
+                                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await added.communicate(b"Correct_horse1\n")
+    daemon = await asyncio.create_subprocess_exec(sys.executable, "-m", "lazyd", "serve", "--port", str(unused_tcp_port),
+                                                  env=env, stdout=asyncio.subprocess.DEVNULL,
+                                                  stderr=asyncio.subprocess.DEVNULL)
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{unused_tcp_port}") as http:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        login = await http.post("/auth/login", json={"username": "alice", "password": "Correct_horse1"})
+                        break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.1)
+            token = (await login.json())["access_token"]
+            async with http.ws_connect("/ws", headers={"Authorization": f"Bearer {token}"}) as ws:
+                assert (await ws.receive_json())["type"] == "hello"
+                daemon.send_signal(signal.SIGTERM)
+                closing = await ws.receive(timeout=20)
+                assert closing.type == aiohttp.WSMsgType.CLOSE and closing.data == aiohttp.WSCloseCode.GOING_AWAY
+        assert await asyncio.wait_for(daemon.wait(), timeout=30) == 0
+    finally:
+        if daemon.returncode is None:
+            daemon.kill()
+            await daemon.wait()

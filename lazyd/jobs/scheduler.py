@@ -133,6 +133,8 @@ class Scheduler:
                                  cancel_grace=config.scheduler.cancel_grace_secs)
         self.worker_problem = ""
         self._wake = asyncio.Event()
+        self._draining = asyncio.Event()
+        self._slots: list[asyncio.Task[None]] = []
         self._cancels: dict[int, asyncio.Event] = {}
         self._workers: dict[int, WorkerProcess] = {}
         self._unload_after = config.scheduler.unload_idle_secs
@@ -155,12 +157,23 @@ class Scheduler:
         if requeued:
             log.info("requeued %d job(s) left running by an earlier run of this daemon: %s", len(requeued),
                      ", ".join(map(str, requeued)))
-        slots = [asyncio.create_task(self._slot(slot), name=f"slot {slot}")
-                 for slot in range(self.config.scheduler.workers)]
+        slots = self._slots = [asyncio.create_task(self._slot(slot), name=f"slot {slot}")
+                               for slot in range(self.config.scheduler.workers)]
         try:
             await asyncio.gather(*slots)
         finally:
             await stop_tasks(slots)
+
+    async def drain(self, grace_secs: float) -> None:
+        """Shutdown: claim nothing more and start no new chunk; wait up to ``grace_secs`` for the chunks
+        being decoded to be kept (their jobs go back to the queue, to resume at the next chunk). What is
+        still decoding after that is stopped by the cancel that follows, and done again after a restart."""
+        self._draining.set()
+        self._wake.set()
+        running = [slot for slot in self._slots if not slot.done()]
+        if running:
+            log.info("stopping: waiting up to %g s for the chunks being decoded", grace_secs)
+            await asyncio.wait(running, timeout=grace_secs)
 
     async def _slot(self, slot: int) -> None:
         """Run one job after another on this slot's worker; the worker is started at once and kept loaded
@@ -169,7 +182,7 @@ class Scheduler:
         unloaded = False
         idle_since = time.monotonic()
         try:
-            while True:
+            while not self._draining.is_set():
                 if not unloaded:
                     worker = self._workers[slot] = await self._warm_worker(worker)
                 job = await self._claim(f"{self.owner}{slot}")
@@ -245,6 +258,8 @@ class Scheduler:
         heartbeat = asyncio.create_task(self._heartbeat(run))
         try:
             await self._attempt(run)
+            if self._draining.is_set():
+                await self.states.release(run.job.id, run.owner)
         except asyncio.CancelledError:
             await asyncio.shield(self._give_back(run))
             raise
@@ -295,15 +310,15 @@ class Scheduler:
         decoding = self._decoding(job)
         progress = Progress(job.audio_len_secs, time.monotonic(), pending[0][1][0])
         after = last_word(await self._chunk_segments(job.id, pending[0][0] - 1)) if pending[0][0] > 0 else None
-        waiting = iter(pending)
+        waiting = deque(pending)
         in_flight: deque[tuple[Unit, asyncio.Task[ChunkDone | None]]] = deque()
         try:
             while True:
-                while len(in_flight) < run.worker.capacity and not cancelled.is_set() and (
-                        chunk := next(waiting, None)) is not None:
-                    in_flight.append(self._start_unit(run, chunk, decoding, progress))
+                while (len(in_flight) < run.worker.capacity and waiting and not cancelled.is_set()
+                       and not self._draining.is_set()):
+                    in_flight.append(self._start_unit(run, waiting.popleft(), decoding, progress))
                 if not in_flight:
-                    return not cancelled.is_set()
+                    return not cancelled.is_set() and not waiting
                 unit, decoded = in_flight[0]
                 unit.take_turn(after)
                 if await decoded is None:

@@ -242,7 +242,7 @@ async def _first(reply: Coroutine[Any, Any, Any], timeout: float, cancelled: asy
     """The reply; ``None`` when none came within ``timeout``; ``_CANCEL`` when ``cancelled`` is set first."""
     waiters = {reading := asyncio.ensure_future(reply)}
     if cancelled is not None:
-        waiters.add(cancel_wait := asyncio.ensure_future(cancelled.wait()))
+        waiters.add(asyncio.ensure_future(cancelled.wait()))
     try:
         done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -18,9 +19,10 @@ from ..daemon import Daemon
 from ..registry import Registry, load_registry
 from .errors import error_middleware, tag_response
 from .request_metrics import count_requests
-from .keys import API_KEYS, CONFIG, DAEMON, DOCUMENT, ENDPOINTS, HASHER, REGISTRY, TOKENS
+from .keys import API_KEYS, CONFIG, DAEMON, DOCUMENT, ENDPOINTS, HASHER, REGISTRY, SOCKETS, TOKENS
 from .openapi import build_document
 from .routes import ENDPOINTS as ROUTE_TABLE
+from .ws import close_sockets
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ def create_app(config: Config, registry: Registry | None = None) -> web.Applicat
     app.add_routes(endpoint.route() for endpoint in ROUTE_TABLE)
     app[DOCUMENT] = build_document(app)
     app.on_response_prepare.append(tag_response)
+    app[SOCKETS] = weakref.WeakSet()
+    app.on_shutdown.append(close_sockets)
     app.cleanup_ctx.append(lambda app: _running(app, daemon))
     app.cleanup_ctx.append(_password_hasher)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +21,8 @@ HASHER = web.AppKey("hasher", PasswordHasher)
 TOKENS = web.AppKey("tokens", TokenIssuer)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 """Users' API keys (set while the app runs: they live in the store)."""
+SOCKETS = web.AppKey("sockets", weakref.WeakSet)
+"""The open event WebSockets, closed with 1001 (going away) when the daemon stops."""
 ENDPOINTS = web.AppKey("endpoints", tuple)
 """The route table the app was built from (:data:`lazyd.web.routes.ENDPOINTS`)."""
 DOCUMENT = web.AppKey("openapi_document", dict[str, Any])

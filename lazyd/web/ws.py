@@ -17,14 +17,14 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..auth import ACCESS, TokenClaims
 from ..jobs.events import Event, EventHub
 from ..store import DATABASE_ERRORS, Store
 from .api import param
 from .errors import ApiError, forbidden, unauthorized
-from .keys import CONFIG, DAEMON, TOKENS
+from .keys import CONFIG, DAEMON, SOCKETS, TOKENS
 from .security import bearer_token, is_loopback, user_from_claims
 
 
@@ -91,6 +91,7 @@ async def events(request: web.Request) -> web.StreamResponse:
     await store.release_connection()
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
+    request.app[SOCKETS].add(ws)
     hub = request.app[DAEMON].events
     with hub.subscribe(user.id) as queue, request.app[DAEMON].metrics.websockets.track_inprogress():
         last = await _catch_up(ws, hub, user.id, param(request, "stream"), since)
@@ -107,6 +108,13 @@ async def events(request: web.Request) -> web.StreamResponse:
             closed.cancel()
             revoked.cancel()
     return ws
+
+
+async def close_sockets(app: web.Application) -> None:
+    """``on_shutdown``: every open socket is told the server is going away (1001); clients reconnect with
+    ``since`` once it is back."""
+    for ws in list(app[SOCKETS]):
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down: reconnect with since")
 
 
 async def _catch_up(ws: web.WebSocketResponse, hub: EventHub, user_id: int, stream: str, since: int | None) -> int:
