@@ -250,7 +250,7 @@ async def test_a_corpus_recording_is_transcribed_accurately(client, accounts):
 
 async def test_a_client_closing_the_event_socket_leaves_no_task_behind(aiohttp_client, make_config, database_url,
                                                                        caplog):
-    from conftest import Accounts, admin_health
+    from conftest import Accounts
 
     client = await aiohttp_client(create_app(make_config(database_url)))
     headers = await Accounts(client).headers("alice")
