@@ -41,9 +41,12 @@ ERROR_MEANINGS = {
     400: "The body cannot be read (not UTF-8, not multipart) or, under /v1, a field is wrong",
     401: "No valid token or key", 403: "Not allowed", 404: "Not found, or not the caller's",
     408: "The body stalled", 409: "Not in a state that allows it", 413: "The body is too large",
-    415: "Not audio that can be decoded", 422: "A parameter or field is wrong: each problem is listed",
+    415: "Not audio that can be decoded", 416: "The range asked for is not in the file",
+    422: "A parameter or field is wrong: each problem is listed",
     500: "The transcription failed; the job and any finished text stay",
 }
+BODILESS_ERRORS = frozenset({416})
+"""Answered by aiohttp's file response itself, with a ``Content-Range`` header and no body."""
 _PRIMITIVES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
 
 
@@ -209,6 +212,7 @@ def _errors(endpoint: Endpoint, components: Components) -> dict[str, Schema]:
             status, shape = (400 if status == 422 else status), OpenAIErrorJson
         else:
             shape = ValidationErrorJson if status == 422 else ErrorJson
-        answers[str(status)] = {"description": ERROR_MEANINGS[status],
-                                "content": {"application/json": {"schema": components.schema(shape)}}}
+        answers[str(status)] = {"description": ERROR_MEANINGS[status]}
+        if status not in BODILESS_ERRORS:
+            answers[str(status)]["content"] = {"application/json": {"schema": components.schema(shape)}}
     return answers

@@ -25,6 +25,8 @@ WORKER = ("workerToken", "workerTokenQuery")
 TASK_ID = id_param("task_id", description="The transcription's id")
 TRANSCRIPT_ID = id_param("transcript_id", description="The transcription's id")
 DELETED = {204: Reply("Done; nothing to answer")}
+AUDIO_MEDIA = ("audio/*", "video/*", "application/octet-stream")
+"""What a stored recording is served as: its type from its name (any format ffmpeg reads was accepted)."""
 OPENAI_ANSWERS = {
     200: Reply("The transcript, once the job is completed: JSON for `json` and `verbose_json`, text for `text`, "
                "`srt` and `vtt`; server-sent events when `stream` is true",
@@ -110,6 +112,12 @@ ENDPOINTS = (
     Endpoint("GET", "/transcript", transcription_routes.transcript, "A transcription's finished chunks",
              "transcriptions", {200: Reply("A page of chunks, in order", ChunkPage)}, USER_OR_KEY,
              (TASK_ID, PAGE, SEED_SIZE), errors=(404,)),
+    Endpoint("GET", "/transcript/audio", transcription_routes.audio, "The recording, for a player", "transcriptions",
+             {200: Reply("The whole recording", media=AUDIO_MEDIA), 206: Reply("The part a Range asked for",
+                                                                             media=AUDIO_MEDIA)},
+             USER_OR_KEY, (TASK_ID, Param("Range", where=HEADER, description="Bytes wanted, e.g. `bytes=0-1023` "
+                                                                             "(read by aiohttp's file response)")),
+             errors=(404, 416)),
     Endpoint("DELETE", "/transcript", transcription_routes.delete, "Delete a transcription", "transcriptions",
              DELETED, USER_OR_KEY, (TRANSCRIPT_ID,), errors=(404, 409)),
     Endpoint("GET", "/transcript/info", transcription_routes.info, "One transcription", "transcriptions",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import mimetypes
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -13,7 +16,7 @@ from ..store import Transcription, TranscriptionChunk
 from ..validation import Field
 from .api import FormBody
 from .body import pagination
-from .errors import conflict
+from .errors import conflict, not_found
 from .keys import DAEMON
 from .security import current_user, owned_transcription
 from .shapes import chunk_json, page_json
@@ -58,6 +61,17 @@ async def segments(request: web.Request) -> web.Response:
     everything = await all_segments_json(request.app[DAEMON].store, job.id)
     items = everything[(page - 1) * size: page * size]
     return web.json_response(page_json(page, size, len(everything), "segments", items))
+
+
+async def audio(request: web.Request) -> web.FileResponse:
+    """The recording as it was uploaded, to its owner, with HTTP ranges (``Range``, ``If-Range``; 206 and
+    416 as RFC 9110 says) so that a player can seek without fetching the whole lecture."""
+    _, job = await owned_transcription(request, "task_id")
+    path = Path(job.audio_path) if job.audio_path else None
+    if path is None or not await asyncio.to_thread(path.is_file):
+        raise not_found(f"The recording of transcription {job.id} is no longer stored")
+    media_type = mimetypes.guess_type(job.filename or path.name)[0] or "application/octet-stream"
+    return web.FileResponse(path, headers={"Content-Type": media_type, "Cache-Control": "private, no-cache"})
 
 
 # -- changing -----------------------------------------------------------------------------------------------
