@@ -9,6 +9,7 @@ import pytest
 
 from lazyd.store import LATEST_VERSION, SchemaTooNew, Store, Transcription, TranscriptionChunk, User, connect_database
 from lazyd.store.migrations import SchemaVersion, upgrade
+from lazyd.search import search
 from lazyd.store.models import MODELS
 
 
@@ -106,7 +107,7 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
 
 def test_every_model_is_bound_by_the_store():
     assert {model._meta.table_name for model in MODELS} == {
-        "users", "transcriptions", "transcription_chunks", "inbox_files", "api_keys", "schema_version"}
+        "users", "transcriptions", "transcription_chunks", "segment_texts", "inbox_files", "api_keys", "schema_version"}
 
 
 async def test_a_postgresql_server_that_refuses_the_connection_is_unhealthy_not_an_error():
@@ -118,3 +119,28 @@ async def test_a_postgresql_server_that_refuses_the_connection_is_unhealthy_not_
     store = Store(connect_database(url, pool_size=1), url)
     assert await store.healthy() is False
     await store.close()
+
+
+async def test_the_chunks_of_an_older_database_become_searchable(database_url):
+    """A database from before the search index (schema 7): its stored chunks are indexed by the upgrade."""
+    store = await Store.open(database_url, pool_size=2)
+    alice = await User.acreate(username="alice", password="x", password_timestamp=1.5)
+    job = await Transcription.acreate(creator=alice, audio_len_secs=60, chunk_size_secs=30, current_state="completed")
+    await TranscriptionChunk.acreate(transcription=job, chunk_no=0, text="Heat engines. Work.", start_secs=0,
+                                     end_secs=30, segments=[{"start": 1.0, "end": 3.0, "text": " Heat engines."},
+                                                            {"start": 3.0, "end": 5.0, "text": " Work."}])
+    await TranscriptionChunk.acreate(transcription=job, chunk_no=1, text="A worker reported this without timings",
+                                     start_secs=30, end_secs=60)
+    for statement in ("DROP TABLE IF EXISTS segment_search", "DROP TABLE segment_texts",
+                      "DELETE FROM schema_version WHERE version = 8"):
+        await store.db.aexecute_sql(statement)
+    await store.close()
+
+    store = await Store.open(database_url, pool_size=2)
+    try:
+        [engines], _ = await search(store, alice.id, "engines", 1, 10)
+        assert (engines.chunk_no, engines.start, engines.end, engines.text) == (0, 1.0, 3.0, "Heat engines.")
+        [untimed], _ = await search(store, alice.id, "timings", 1, 10)
+        assert (untimed.chunk_no, untimed.start, untimed.end) == (1, 30.0, 60.0)
+    finally:
+        await store.close()

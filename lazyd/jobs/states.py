@@ -23,7 +23,7 @@ from typing import Any
 import peewee
 
 from ..backend import DetectedLanguage
-from ..store import InboxFile, Store, Transcription, TranscriptionChunk, User, utcnow
+from ..store import InboxFile, SegmentText, Store, Transcription, TranscriptionChunk, User, segment_rows, utcnow
 from .events import EventHub
 from .transcripts import one_transcription_json
 
@@ -246,6 +246,18 @@ class JobStates:
         else:
             await self.store.execute(
                 TranscriptionChunk.update(**values).where(TranscriptionChunk.id == existing.id))
+        await self._index_segments(job, chunk)
+
+    async def _index_segments(self, job: Transcription, chunk: ChunkResult) -> None:
+        """The chunk's segments as search rows (:class:`lazyd.store.SegmentText`), replacing any earlier ones."""
+        await self.store.execute(SegmentText.delete().where(SegmentText.transcription == job.id,
+                                                            SegmentText.chunk_no == chunk.chunk_no))
+        rows = [{"transcription": job.id, "chunk_no": chunk.chunk_no, "segment_no": number, "start_secs": start,
+                 "end_secs": end, "text": text}
+                for number, (start, end, text) in enumerate(segment_rows(chunk.start_secs, chunk.end_secs,
+                                                                          chunk.text, chunk.segments))]
+        if rows:
+            await self.store.execute(SegmentText.insert_many(rows))
 
     async def _spoken_language(self, job_id: int) -> tuple[str, float | None]:
         """The language detected over most of the job's finished audio, with its probability averaged over

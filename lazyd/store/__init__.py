@@ -18,7 +18,8 @@ from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 from ..config import mask_url_password
 from ..files import PRIVATE_FILE_MODE, make_private_dir
 from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
-from .models import INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, ApiKey, InboxFile, SchemaVersion, Transcription, TranscriptionChunk, User, utcnow
+from .models import (INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, ApiKey, InboxFile, SchemaVersion, SegmentText,
+                     Transcription, TranscriptionChunk, User, segment_rows, utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -182,12 +183,14 @@ __all__ = [
     "LATEST_VERSION",
     "SchemaTooNew",
     "SchemaVersion",
+    "SegmentText",
     "Store",
     "StoreError",
     "Transcription",
     "TranscriptionChunk",
     "User",
     "connect_database",
+    "segment_rows",
     "sqlite_files",
     "sqlite_path",
     "utcnow",

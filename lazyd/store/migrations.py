@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
 
-from .models import JSONField, SchemaVersion, utcnow
+from .models import JSONField, SchemaVersion, segment_rows, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +199,60 @@ def _v7_api_keys(db: peewee.Database) -> None:
     db.create_tables([ApiKey])
 
 
+SEARCH_INDEX = "segment_search"
+"""SQLite's FTS5 index over ``segment_texts.text`` (PostgreSQL indexes the column's ``tsvector`` instead)."""
+
+
+def _v8_segment_search(db: peewee.Database) -> None:
+    """Every segment's text in a table of its own, indexed for full-text search, filled from the chunks
+    already stored. SQLite keeps an FTS5 index in step through triggers; PostgreSQL a GIN index."""
+
+    class Transcription(peewee.Model):
+        id = peewee.AutoField()
+
+        class Meta:
+            database = db
+            table_name = "transcriptions"
+
+    class SegmentText(peewee.Model):
+        id = peewee.AutoField()
+        transcription = peewee.ForeignKeyField(Transcription, column_name="transcript_id", on_delete="CASCADE")
+        chunk_no = peewee.IntegerField()
+        segment_no = peewee.IntegerField()
+        start_secs = peewee.DoubleField()
+        end_secs = peewee.DoubleField()
+        text = peewee.TextField()
+
+        class Meta:
+            database = db
+            table_name = "segment_texts"
+            indexes = ((("transcription", "chunk_no", "segment_no"), True),)
+
+    db.create_tables([SegmentText])
+    if isinstance(db, peewee.PostgresqlDatabase):
+        db.execute_sql("CREATE INDEX segment_texts_search ON segment_texts USING GIN (to_tsvector('simple', text))")
+    else:
+        _sqlite_search_index(db)
+    rows = db.execute_sql("SELECT transcript_id, chunk_no, start_secs, end_secs, text, segments "
+                          "FROM transcription_chunks ORDER BY transcript_id, chunk_no").fetchall()
+    for job_id, chunk_no, start, end, text, segments in rows:
+        for number, (seg_start, seg_end, seg_text) in enumerate(segment_rows(start, end, text, segments)):
+            SegmentText.create(transcription=job_id, chunk_no=chunk_no, segment_no=number, start_secs=seg_start,
+                               end_secs=seg_end, text=seg_text)
+
+
+def _sqlite_search_index(db: peewee.Database) -> None:
+    db.execute_sql(f"CREATE VIRTUAL TABLE {SEARCH_INDEX} USING fts5(text, content='segment_texts', "
+                   "content_rowid='id')")
+    db.execute_sql(f"CREATE TRIGGER segment_texts_added AFTER INSERT ON segment_texts BEGIN "
+                   f"INSERT INTO {SEARCH_INDEX}(rowid, text) VALUES (new.id, new.text); END")
+    db.execute_sql(f"CREATE TRIGGER segment_texts_removed AFTER DELETE ON segment_texts BEGIN "
+                   f"INSERT INTO {SEARCH_INDEX}({SEARCH_INDEX}, rowid, text) VALUES ('delete', old.id, old.text); END")
+    db.execute_sql(f"CREATE TRIGGER segment_texts_changed AFTER UPDATE ON segment_texts BEGIN "
+                   f"INSERT INTO {SEARCH_INDEX}({SEARCH_INDEX}, rowid, text) VALUES ('delete', old.id, old.text); "
+                   f"INSERT INTO {SEARCH_INDEX}(rowid, text) VALUES (new.id, new.text); END")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
@@ -207,6 +261,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "user names unique in any mix of case", _v5_usernames_unique_in_any_case),
     Migration(6, "detected languages of transcriptions and chunks", _v6_detected_languages),
     Migration(7, "API keys", _v7_api_keys),
+    Migration(8, "segment texts, indexed for full-text search", _v8_segment_search),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -91,6 +91,31 @@ class TranscriptionChunk(BaseModel):
         indexes = ((("transcription", "chunk_no"), True),)
 
 
+class SegmentText(AsyncModel):
+    """One segment's text, for full-text search (:mod:`lazyd.search`); kept in step with the chunks."""
+
+    id = peewee.AutoField()
+    transcription = peewee.ForeignKeyField(Transcription, column_name="transcript_id", backref="segment_texts",
+                                           on_delete="CASCADE")
+    chunk_no = peewee.IntegerField()
+    segment_no = peewee.IntegerField()
+    start_secs = peewee.DoubleField()
+    end_secs = peewee.DoubleField()
+    text = peewee.TextField()
+
+    class Meta:
+        table_name = "segment_texts"
+        indexes = ((("transcription", "chunk_no", "segment_no"), True),)
+
+
+def segment_rows(start: float, end: float, text: str, segments: str | list | None) -> list[tuple[float, float, str]]:
+    """A chunk's segments as ``(start, end, text)``; a chunk an external worker reported without timings is
+    one segment over the whole chunk."""
+    found = json.loads(segments) if isinstance(segments, str) else (segments or [])
+    rows = [(float(s["start"]), float(s["end"]), str(s["text"]).strip()) for s in found if str(s["text"]).strip()]
+    return rows or ([(start, end, text.strip())] if text.strip() else [])
+
+
 INBOX_WAITING, INBOX_DONE, INBOX_FAILED = "queued", "done", "failed"
 """An inbox file's ``status``: taken and waiting for its transcription; delivered to the outbox; set aside
 in ``failed/``."""
@@ -138,4 +163,5 @@ class SchemaVersion(AsyncModel):
         table_name = "schema_version"
 
 
-MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, InboxFile, ApiKey, SchemaVersion)
+MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, SegmentText, InboxFile, ApiKey,
+                                          SchemaVersion)

@@ -7,13 +7,13 @@ from aiohttp import web
 
 from .. import users
 from ..jobs.transcripts import TranscriptionJson
-from . import (auth_routes, docs_routes, export_routes, key_routes, openai_routes, system_routes,
+from . import (auth_routes, docs_routes, export_routes, key_routes, openai_routes, search_routes, system_routes,
                transcription_routes, user_routes, worker_routes, ws)
 from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
 from .keys import REGISTRY
-from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, SegmentPage,
-                     TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
+from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, SearchPage,
+                     SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
 
 USER = ("bearer",)
 """A login's access token."""
@@ -132,6 +132,8 @@ ENDPOINTS = (
              (TRANSCRIPT_ID,), errors=(404, 409)),
     _export("POST"),
     _export("GET"),
+    Endpoint("GET", "/search", search_routes.search_transcripts, "Search the caller's transcripts", "transcriptions",
+             {200: Reply("A page of hits, best first", SearchPage)}, USER_OR_KEY, (search_routes.QUERY, PAGE, SIZE)),
     Endpoint("GET", "/formats", export_routes.formats, "The export formats", "transcriptions",
              {200: Reply("Every registered exporter", FormatList)}),
     Endpoint("GET", "/ws", ws.events, "Live events over a WebSocket", "transcriptions",

@@ -103,6 +103,26 @@ class UserPage(TypedDict):
     users: list[UserJson]
 
 
+class SearchHitJson(TypedDict):
+    transcription_id: int
+    title: str
+    """The recording's name."""
+    chunk_order: int
+    start: float
+    end: float
+    text: str
+    snippet: str
+    """Part of the text around the matched words, each marked with U+0002 before and U+0003 after."""
+
+
+class SearchPage(TypedDict):
+    page: int
+    size: int
+    total: int
+    pages: int
+    hits: list[SearchHitJson]
+
+
 class TokenPair(TypedDict):
     access_token: str
     refresh_token: str
