@@ -63,11 +63,17 @@ class Segment:
     words: tuple[Word, ...] | None = None
     avg_logprob: float | None = None
     no_speech_prob: float | None = None
+    label: str = ""
+    """A person's note on the segment (a speaker, "Question from the audience"); never from a backend."""
 
     @property
     def confidence(self) -> float | None:
         return confidence(self.avg_logprob, self.no_speech_prob)
 
+    @property
+    def shown_text(self) -> str:
+        """The text as the text formats show it: after its label, in brackets, when it has one."""
+        return f"[{self.label}] {self.text.strip()}" if self.label else self.text
     def shifted(self, offset: float) -> Segment:
         """The same segment with every time moved by ``offset`` seconds (chunk-relative to absolute)."""
         words = None if self.words is None else tuple(
@@ -78,6 +84,8 @@ class Segment:
         data = asdict(self)
         if self.words is None:
             del data["words"]
+        if not self.label:
+            del data["label"]
         return data
 
     @classmethod

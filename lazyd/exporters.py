@@ -117,7 +117,7 @@ def paragraphs(transcript: Transcript, pause_secs: float = 2.0, max_sentences: i
     current: list[str] = []
     start, last_end, sentences = 0.0, None, 0
     for segment in transcript.segments:
-        text = segment.text.strip()
+        text = segment.shown_text.strip()
         if not text:
             continue
         if current and (segment.start - last_end > pause_secs or sentences >= max_sentences):

@@ -111,16 +111,18 @@ class Caller:
             return str(declared.example)
         return str(self.admin_id) if declared.name in ("id", "user_id") else str(self.job_id)
 
-    async def send(self, endpoint: Endpoint, wrong: Param) -> Any:
+    async def send(self, endpoint: Endpoint, wrong: Param | None = None, body: Any = None) -> Any:
+        """The request with valid parameters but ``wrong`` (and ``body`` as JSON); the status and answer."""
         values = {declared.name: self.valid(declared) for declared in endpoint.params}
-        values[wrong.name] = wrong_text(wrong)
+        if wrong is not None:
+            values[wrong.name] = wrong_text(wrong)
         path = endpoint.path
         for declared in endpoint.params:
             if declared.where == PATH:
                 path = path.replace(f"{{{declared.name}}}", values.pop(declared.name))
         query = {name: value for name, value in values.items() if value is not None}
         headers = {**self.headers, "X-Worker-Token": WORKER_TOKEN}
-        async with self.client.request(endpoint.method, path, params=query, headers=headers) as response:
+        async with self.client.request(endpoint.method, path, params=query, headers=headers, json=body) as response:
             return response.status, await response.json()
 
 
@@ -184,14 +186,10 @@ def wrong_json(field: Field) -> Any:
 
 @pytest.mark.parametrize("endpoint, where, body", _body_cases())
 async def test_each_declared_body_field_is_read_and_checked(caller, endpoint, where, body):
-    path = endpoint.path.replace("{id}", str(caller.admin_id))
     if len(where) > 1:
         body = {**body, "transcription_id": caller.job_id}
-    query = {"user_id": str(caller.admin_id)} if endpoint.params else {}
-    async with caller.client.request(endpoint.method, path, json=body, params=query,
-                                     headers={**caller.headers, "X-Worker-Token": WORKER_TOKEN}) as response:
-        found = refused_names(response.status, await response.json(), endpoint.path)
-    assert ".".join(where) in found
+    status, answer = await caller.send(endpoint, body=body)
+    assert ".".join(where) in refused_names(status, answer, endpoint.path)
 
 
 FORM_CASES = [pytest.param(endpoint, field, id=f"{endpoint.path} {field.name}")

@@ -249,13 +249,14 @@ class JobStates:
         await self._index_segments(job, chunk)
 
     async def _index_segments(self, job: Transcription, chunk: ChunkResult) -> None:
-        """The chunk's segments as search rows (:class:`lazyd.store.SegmentText`), replacing any earlier ones."""
+        """The chunk's segments as search rows (:class:`lazyd.store.SegmentText`), replacing any earlier ones
+        (a chunk is saved again only before its job completes; corrections come after)."""
         await self.store.execute(SegmentText.delete().where(SegmentText.transcription == job.id,
                                                             SegmentText.chunk_no == chunk.chunk_no))
         rows = [{"transcription": job.id, "chunk_no": chunk.chunk_no, "segment_no": number, "start_secs": start,
                  "end_secs": end, "text": text}
-                for number, (start, end, text) in enumerate(segment_rows(chunk.start_secs, chunk.end_secs,
-                                                                          chunk.text, chunk.segments))]
+                for number, start, end, text in segment_rows(chunk.start_secs, chunk.end_secs, chunk.text,
+                                                             chunk.segments)]
         if rows:
             await self.store.execute(SegmentText.insert_many(rows))
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any, NotRequired, TypedDict
 
-from ..backend import Segment, confidence
+from ..backend import Segment
 from ..exporters import Transcript
 from ..exporters import TranscriptChunk as ChunkOfTranscript
 from ..options import load_options
-from ..store import Store, Transcription, TranscriptionChunk
+from ..store import SegmentText, Store, Transcription, TranscriptionChunk, segment_rows
 
 DESCRIPTION_CHARS = 256
 
@@ -92,26 +93,51 @@ async def _chunk_rows(store: Store, job_id: int) -> list[ChunkRow]:
     return await store.list(query)
 
 
+Corrections = dict[tuple[int, int], SegmentText]
+"""The segments a person corrected or labelled, by ``(chunk number, segment number)``."""
+
+
+async def corrections(store: Store, job_id: int) -> Corrections:
+    query = SegmentText.select().where(SegmentText.transcription == job_id,
+                                       (SegmentText.edited == True) | (SegmentText.label != ""))  # noqa: E712
+    return {(row.chunk_no, row.segment_no): row for row in await store.list(query)}
+
+
+def corrected(segment: Segment, correction: SegmentText | None) -> Segment:
+    """The segment as a person left it: their text (whose words have no timings) and their label."""
+    if correction is None:
+        return segment
+    if correction.edited:
+        segment = replace(segment, text=correction.text, words=None)
+    return replace(segment, label=correction.label)
+
+
 async def all_segments_json(store: Store, job_id: int) -> list[dict[str, Any]]:
-    """Every stored segment of the transcription, in order, each with its chunk's number."""
-    return await asyncio.to_thread(_numbered_segments, await _chunk_rows(store, job_id))
+    """Every stored segment of the transcription, in order, each with its chunk's number, its own number in
+    the chunk (what ``PATCH /transcript/segments/{chunk}/{segment}`` names) and any correction."""
+    rows, edits = await _chunk_rows(store, job_id), await corrections(store, job_id)
+    return await asyncio.to_thread(_numbered_segments, rows, edits)
 
 
-def _numbered_segments(rows: list[ChunkRow]) -> list[dict[str, Any]]:
-    return [{"chunk_order": number, **segment,
-             "confidence": confidence(segment.get("avg_logprob"), segment.get("no_speech_prob"))}
-            for number, _start, _end, _text, raw_segments, _language in rows
-            for segment in json.loads(raw_segments or "[]")]
+def _numbered_segments(rows: list[ChunkRow], edits: Corrections) -> list[dict[str, Any]]:
+    numbered = []
+    for number, _start, _end, _text, raw_segments, _language in rows:
+        for index, data in enumerate(json.loads(raw_segments or "[]")):
+            correction = edits.get((number, index))
+            segment = corrected(Segment.from_json(data), correction)
+            numbered.append({"chunk_order": number, "segment_no": index, **segment.to_json(), "label": segment.label,
+                             "edited": bool(correction and correction.edited), "confidence": segment.confidence})
+    return numbered
 
 
 async def load_transcript(store: Store, job: Transcription) -> Transcript:
     """The transcription and its finished chunks, as exporters receive it."""
-    rows = await _chunk_rows(store, job.id)
+    rows, edits = await _chunk_rows(store, job.id), await corrections(store, job.id)
     return Transcript(
         id=job.id, title=job.filename or f"Transcription {job.id}", duration_secs=job.audio_len_secs,
         created=job.create_date, state=job.current_state, model=job.model_name,
         **_language_of(job),
-        chunks=await asyncio.to_thread(lambda: tuple(_decoded_chunk(*row) for row in rows)))
+        chunks=await asyncio.to_thread(lambda: tuple(_decoded_chunk(*row, edits) for row in rows)))
 
 
 def _language_of(job: Transcription) -> dict[str, Any]:
@@ -122,10 +148,50 @@ def _language_of(job: Transcription) -> dict[str, Any]:
 
 
 def _decoded_chunk(number: int, start: float, end: float, text: str, raw_segments: str | None,
-                   language: str) -> ChunkOfTranscript:
+                   language: str, edits: Corrections) -> ChunkOfTranscript:
     segments = tuple(Segment.from_json(data) for data in json.loads(raw_segments or "[]"))
     if not segments and text.strip():
         # An external worker reports a chunk's text without timings: one segment spans the chunk, so that
         # the timed formats (docx, srt, vtt, md) carry its text too.
         segments = (Segment(start, end, text.strip()),)
+    if any(key[0] == number for key in edits):
+        segments = tuple(corrected(segment, edits.get((number, index))) for index, segment in enumerate(segments))
+        text = " ".join(segment.text.strip() for segment in segments if segment.text.strip())
     return ChunkOfTranscript(number, start, end, text, segments, language)
+
+
+@dataclass(frozen=True)
+class SegmentChange:
+    """What a person changes on one segment: ``None`` leaves a part as it is."""
+
+    text: str | None = None
+    label: str | None = None
+    restore: bool = False
+    """Put the machine's text back (a ``text`` given too is ignored)."""
+
+
+async def change_segment(store: Store, job_id: int, chunk_no: int, segment_no: int,
+                         change: SegmentChange) -> tuple[SegmentText, str] | None:
+    """Apply ``change`` to the segment; the row as it now is and the machine's text, or ``None`` when the
+    transcription has no such segment. The machine's text is never changed: it stays in the chunk."""
+    async with store.write_transaction():
+        row = await SegmentText.aget_or_none(SegmentText.transcription == job_id, SegmentText.chunk_no == chunk_no,
+                                             SegmentText.segment_no == segment_no)
+        if row is None:
+            return None
+        machine = await _machine_text(job_id, chunk_no, segment_no)
+        if change.restore or change.text is not None:
+            row.text = machine if change.restore else change.text.strip()
+            row.edited = row.text != machine
+        if change.label is not None:
+            row.label = change.label.strip()
+        await row.asave()
+    return row, machine
+
+
+async def _machine_text(job_id: int, chunk_no: int, segment_no: int) -> str:
+    chunk = await TranscriptionChunk.aget(TranscriptionChunk.transcription == job_id,
+                                          TranscriptionChunk.chunk_no == chunk_no)
+    [(_, _, _, text)] = [row for row in segment_rows(chunk.start_secs, chunk.end_secs, chunk.text, chunk.segments)
+                         if row[0] == segment_no]
+    return text

@@ -40,11 +40,11 @@ def cues(transcript: Transcript, options: ExportOptions) -> Iterator[Cue]:
 
 
 def _split(segment: Segment, options: ExportOptions) -> list[Cue]:
-    text = " ".join(segment.text.split())
+    text = " ".join(segment.shown_text.split())
     if not text:
         return []
     words = [w for w in segment.words or () if w.word.strip()]
-    if words:
+    if words and not segment.label:
         return _pack(words, options)
     return _pack(_spread(text.split(), segment.start, segment.end), options)
 

@@ -19,7 +19,7 @@ class TextExporter(StreamingExporter):
             yield "\n\n".join(chunk.text for chunk in transcript.chunks).encode("utf-8")
             return
         for segment in transcript.segments:
-            if text := segment.text.strip():
+            if text := segment.shown_text.strip():
                 yield f"[{clock(segment.start)}] {text}\n".encode("utf-8")
 
 

@@ -236,7 +236,7 @@ def _v8_segment_search(db: peewee.Database) -> None:
     rows = db.execute_sql("SELECT transcript_id, chunk_no, start_secs, end_secs, text, segments "
                           "FROM transcription_chunks ORDER BY transcript_id, chunk_no").fetchall()
     for job_id, chunk_no, start, end, text, segments in rows:
-        for number, (seg_start, seg_end, seg_text) in enumerate(segment_rows(start, end, text, segments)):
+        for number, seg_start, seg_end, seg_text in segment_rows(start, end, text, segments):
             SegmentText.create(transcription=job_id, chunk_no=chunk_no, segment_no=number, start_secs=seg_start,
                                end_secs=seg_end, text=seg_text)
 
@@ -253,6 +253,14 @@ def _sqlite_search_index(db: peewee.Database) -> None:
                    f"INSERT INTO {SEARCH_INDEX}(rowid, text) VALUES (new.id, new.text); END")
 
 
+def _v9_segment_corrections(db: peewee.Database) -> None:
+    """A person's correction of a segment's text (kept beside the machine's, which stays in the chunk) and a
+    free-text label. Plain ``ADD COLUMN``: peewee's SQLite migrator rebuilds the table for a NOT NULL column,
+    which would drop the triggers that keep the search index in step."""
+    db.execute_sql("ALTER TABLE segment_texts ADD COLUMN edited BOOLEAN NOT NULL DEFAULT FALSE")
+    db.execute_sql("ALTER TABLE segment_texts ADD COLUMN label VARCHAR(200) NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
@@ -262,6 +270,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "detected languages of transcriptions and chunks", _v6_detected_languages),
     Migration(7, "API keys", _v7_api_keys),
     Migration(8, "segment texts, indexed for full-text search", _v8_segment_search),
+    Migration(9, "corrections and labels of segments", _v9_segment_corrections),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

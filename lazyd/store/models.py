@@ -102,18 +102,23 @@ class SegmentText(AsyncModel):
     start_secs = peewee.DoubleField()
     end_secs = peewee.DoubleField()
     text = peewee.TextField()
+    """What is searched and exported: the machine's text, or a person's correction of it (``edited``)."""
+    edited = peewee.BooleanField(default=False)
+    label = peewee.CharField(max_length=200, default="")
 
     class Meta:
         table_name = "segment_texts"
         indexes = ((("transcription", "chunk_no", "segment_no"), True),)
 
 
-def segment_rows(start: float, end: float, text: str, segments: str | list | None) -> list[tuple[float, float, str]]:
-    """A chunk's segments as ``(start, end, text)``; a chunk an external worker reported without timings is
-    one segment over the whole chunk."""
+def segment_rows(start: float, end: float, text: str,
+                 segments: str | list | None) -> list[tuple[int, float, float, str]]:
+    """A chunk's segments that hold text as ``(number in the chunk, start, end, text)``; a chunk an external
+    worker reported without timings is one segment (number 0) over the whole chunk."""
     found = json.loads(segments) if isinstance(segments, str) else (segments or [])
-    rows = [(float(s["start"]), float(s["end"]), str(s["text"]).strip()) for s in found if str(s["text"]).strip()]
-    return rows or ([(start, end, text.strip())] if text.strip() else [])
+    rows = [(number, float(s["start"]), float(s["end"]), str(s["text"]).strip())
+            for number, s in enumerate(found) if str(s["text"]).strip()]
+    return rows or ([(0, start, end, text.strip())] if text.strip() else [])
 
 
 INBOX_WAITING, INBOX_DONE, INBOX_FAILED = "queued", "done", "failed"

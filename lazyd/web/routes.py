@@ -13,7 +13,7 @@ from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
 from .keys import REGISTRY
 from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, SearchPage,
-                     SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
+                     SegmentEditJson, SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
 
 USER = ("bearer",)
 """A login's access token."""
@@ -125,6 +125,10 @@ ENDPOINTS = (
     Endpoint("GET", "/transcript/segments", transcription_routes.segments, "A transcription's timed segments",
              "transcriptions", {200: Reply("A page of segments, in order", SegmentPage)}, USER_OR_KEY,
              (TRANSCRIPT_ID, PAGE, SIZE), errors=(404,)),
+    Endpoint("PATCH", "/transcript/segments/{chunk_order}/{segment_no}", transcription_routes.correct_segment,
+             "Correct or label a segment", "transcriptions", {200: Reply("The segment as it now is", SegmentEditJson)},
+             USER_OR_KEY, (TRANSCRIPT_ID, *transcription_routes.SEGMENT_PARAMS),
+             JsonBody(transcription_routes.SEGMENT_CHANGE), errors=(404,)),
     Endpoint("POST", "/transcript/cancel", transcription_routes.cancel, "Cancel a transcription", "transcriptions",
              {200: Reply("Cancelled", media=("text/plain",))}, USER_OR_KEY, (TRANSCRIPT_ID,), errors=(404, 409)),
     Endpoint("POST", "/transcript/retry", transcription_routes.retry, "Queue a failed or cancelled one again",

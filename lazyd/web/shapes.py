@@ -61,6 +61,8 @@ class WordJson(TypedDict):
 
 class SegmentJson(TypedDict):
     chunk_order: int
+    segment_no: int
+    """Its number in the chunk: ``PATCH /transcript/segments/{chunk_order}/{segment_no}`` corrects it."""
     start: float
     end: float
     text: str
@@ -69,6 +71,20 @@ class SegmentJson(TypedDict):
     no_speech_prob: NotRequired[float | None]
     confidence: float | None
     """How sure the decoder was, from 0 to 1 (``null`` when the backend gave no figures)."""
+    label: str
+    edited: bool
+    """Whether ``text`` is a person's correction (the machine's is kept and can be restored)."""
+
+
+class SegmentEditJson(TypedDict):
+    chunk_order: int
+    segment_no: int
+    start: float
+    end: float
+    text: str
+    machine_text: str
+    label: str
+    edited: bool
 
 
 class TranscriptionPage(TypedDict):

@@ -10,16 +10,17 @@ from typing import Any
 from aiohttp import web
 
 from ..jobs.states import TransitionRefused
-from ..jobs.transcripts import all_segments_json, one_transcription_json, transcriptions_json
+from ..jobs.transcripts import (SegmentChange, all_segments_json, change_segment, one_transcription_json,
+                               transcriptions_json)
 from ..options import option_specs, overrides_from
 from ..store import Transcription, TranscriptionChunk
 from ..validation import Field
-from .api import FormBody
-from .body import pagination
+from .api import PATH, FormBody, Param, param
+from .body import json_object, pagination
 from .errors import conflict, not_found
 from .keys import DAEMON
 from .security import current_user, owned_transcription
-from .shapes import chunk_json, page_json
+from .shapes import SegmentEditJson, chunk_json, page_json
 from .uploads import form_values, submit_upload
 
 UPLOAD_FIELD = "audiofile"
@@ -72,6 +73,37 @@ async def audio(request: web.Request) -> web.FileResponse:
         raise not_found(f"The recording of transcription {job.id} is no longer stored")
     media_type = mimetypes.guess_type(job.filename or path.name)[0] or "application/octet-stream"
     return web.FileResponse(path, headers={"Content-Type": media_type, "Cache-Control": "private, no-cache"})
+
+
+def _text_problem(value: str) -> str | None:
+    return None if 0 < len(value.strip()) <= MAX_SEGMENT_CHARS else f"text must have 1 to {MAX_SEGMENT_CHARS} characters"
+
+
+def _label_problem(value: str) -> str | None:
+    return None if len(value.strip()) <= MAX_LABEL_CHARS else f"label must have at most {MAX_LABEL_CHARS} characters"
+
+
+MAX_SEGMENT_CHARS, MAX_LABEL_CHARS = 2000, 200
+SEGMENT_CHANGE = (Field("text", str, check=_text_problem), Field("label", str, check=_label_problem),
+                  Field("restore", bool))
+SEGMENT_PARAMS = (Param("chunk_order", int, PATH, required=True, ge=0, description="The segment's chunk"),
+                  Param("segment_no", int, PATH, required=True, ge=0, description="Its number in the chunk"))
+
+
+async def correct_segment(request: web.Request) -> web.Response:
+    """Correct a segment's text (a misheard name, a term) or label it ("Question from the audience");
+    ``restore`` puts the machine's text back. Exports and search use the corrected text and show the label;
+    the machine's text is kept."""
+    _, job = await owned_transcription(request, "transcript_id")
+    chunk_no, segment_no = param(request, "chunk_order"), param(request, "segment_no")
+    change = SegmentChange(**await json_object(request))
+    found = await change_segment(request.app[DAEMON].store, job.id, chunk_no, segment_no, change)
+    if found is None:
+        raise not_found(f"Transcription {job.id} has no segment {segment_no} in chunk {chunk_no}")
+    row, machine = found
+    return web.json_response(SegmentEditJson(chunk_order=row.chunk_no, segment_no=row.segment_no,
+                                             start=row.start_secs, end=row.end_secs, text=row.text,
+                                             machine_text=machine, label=row.label, edited=row.edited))
 
 
 # -- changing -----------------------------------------------------------------------------------------------
