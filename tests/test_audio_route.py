@@ -64,3 +64,16 @@ async def test_a_recording_no_longer_stored_is_404_with_the_reason(client, recor
     Path((await Transcription.aget_by_id(job_id)).audio_path).unlink()  # the file goes, the row stays
     response = await client.get(f"/transcript/audio?task_id={job_id}", headers=headers)
     assert response.status == 404 and "no longer stored" in (await response.json())["detail"]
+
+
+async def test_a_browsers_player_may_send_the_access_token_in_the_query_but_never_a_key(client, accounts, recording):
+    headers, job_id, sent = recording
+    tokens = await accounts.login("alice")
+    ranged = await client.get(f"/transcript/audio?task_id={job_id}&token={tokens['access_token']}",
+                              headers={"Range": "bytes=0-9"})
+    assert ranged.status == 206 and await ranged.read() == sent[:10]
+    key = (await (await client.post("/auth/keys", json={"name": "url"}, headers=headers)).json())["key"]
+    by_key = await client.get(f"/transcript/audio?task_id={job_id}&token={key}")
+    assert by_key.status == 401 and "never in the URL" in (await by_key.json())["detail"]
+    elsewhere = await client.get(f"/transcript/info?transcript_id={job_id}&token={tokens['access_token']}")
+    assert elsewhere.status == 401, "only the audio route takes a token in the query"

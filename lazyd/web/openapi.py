@@ -35,7 +35,8 @@ SECURITY_SCHEMES: dict[str, Schema] = {
     "metricsToken": {"type": "http", "scheme": "bearer",
                      "description": "`[auth] metrics_token`, for scraping `/metrics` from another machine"},
     "tokenQuery": {"type": "apiKey", "in": "query", "name": "token",
-                   "description": "The access token in the query, for browsers opening a WebSocket"},
+                   "description": "The access token in the query, for what a browser cannot send a header with "
+                                  "(a WebSocket, an <audio> element); never an API key"},
 }
 ERROR_MEANINGS = {
     400: "The body cannot be read (not UTF-8, not multipart) or, under /v1, a field is wrong",

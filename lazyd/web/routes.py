@@ -115,7 +115,7 @@ ENDPOINTS = (
     Endpoint("GET", "/transcript/audio", transcription_routes.audio, "The recording, for a player", "transcriptions",
              {200: Reply("The whole recording", media=AUDIO_MEDIA), 206: Reply("The part a Range asked for",
                                                                              media=AUDIO_MEDIA)},
-             USER_OR_KEY, (TASK_ID, Param("Range", where=HEADER, description="Bytes wanted, e.g. `bytes=0-1023` "
+             (*USER_OR_KEY, "tokenQuery"), (TASK_ID, Param("Range", where=HEADER, description="Bytes wanted, e.g. `bytes=0-1023` "
                                                                              "(read by aiohttp's file response)")),
              errors=(404, 416)),
     Endpoint("DELETE", "/transcript", transcription_routes.delete, "Delete a transcription", "transcriptions",

@@ -56,14 +56,18 @@ async def user_from_claims(claims: TokenClaims | None) -> User:
 
 
 async def current_user(request: web.Request, *, admin: bool = False, can_interact: bool = False,
-                       api_key: bool = False) -> User:
+                       api_key: bool = False, query_token: bool = False) -> User:
     """The caller, checked for the admin role or the upload permission when the route needs them.
 
     The bearer is a login's access token or, on routes that pass ``api_key`` (transcribing and reading
     transcripts), one of the user's API keys. Account changes, admin actions and the keys themselves need
-    a login, so that a leaked key can neither take the account over nor make more keys.
+    a login, so that a leaked key can neither take the account over nor make more keys. Routes that pass
+    ``query_token`` (what a browser's ``<audio>`` fetches, which cannot send a header) also take the access
+    token as ``?token=``; never an API key there, which would outlive the URL in a proxy's log.
     """
     token = bearer_token(request)
+    if token is None and query_token and (token := request.query.get("token")) and is_api_key(token):
+        raise unauthorized("An API key goes in the Authorization header, never in the URL")
     if token is None:
         raise unauthorized("Invalid Authorization Header")
     if api_key and is_api_key(token):
@@ -134,11 +138,12 @@ def _checked_admin_token(request: web.Request) -> bool:
     return True
 
 
-async def owned_transcription(request: web.Request, query_name: str) -> tuple[User, Transcription]:
+async def owned_transcription(request: web.Request, query_name: str,
+                              query_token: bool = False) -> tuple[User, Transcription]:
     """The caller and their transcription whose id the query parameter ``query_name`` holds; 404 when it is
     missing or someone else's."""
     job_id = param(request, query_name)
-    user = await current_user(request, api_key=True)
+    user = await current_user(request, api_key=True, query_token=query_token)
     job = await request.app[DAEMON].owned_job(user.id, job_id)
     if job is None:
         raise not_found(TRANSCRIPTION_NOT_FOUND)

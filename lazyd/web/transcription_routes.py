@@ -66,8 +66,9 @@ async def segments(request: web.Request) -> web.Response:
 
 async def audio(request: web.Request) -> web.FileResponse:
     """The recording as it was uploaded, to its owner, with HTTP ranges (``Range``, ``If-Range``; 206 and
-    416 as RFC 9110 says) so that a player can seek without fetching the whole lecture."""
-    _, job = await owned_transcription(request, "task_id")
+    416 as RFC 9110 says) so that a player can seek without fetching the whole lecture. A browser's
+    ``<audio src>`` cannot send a header: the access token may come as ``?token=``."""
+    _, job = await owned_transcription(request, "task_id", query_token=True)
     path = Path(job.audio_path) if job.audio_path else None
     if path is None or not await asyncio.to_thread(path.is_file):
         raise not_found(f"The recording of transcription {job.id} is no longer stored")
