@@ -18,16 +18,16 @@ from pathlib import Path
 from aiohttp import web
 
 from . import __version__, users
-from .auth import PasswordHasher
-from .backup import BackupError, backup, point_audio_here, restore_files
+from .aio import stop_task
 from .api_keys import ApiKeys, NewKey, key_secret, name_problem
 from .audio import AudioError
+from .auth import PasswordHasher
+from .backup import BackupError, backup, point_audio_here, restore_files
 from .config import Config, ConfigError, effective_config, load_config
 from .host import probe_host
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
 from .files import make_private_dir
-from .aio import stop_task
 from .jobs.backend_setup import backend_choice
 from .jobs.states import IN_PROGRESS, QUEUED, queue_counts
 from .jobs.transcripts import load_transcript

@@ -19,7 +19,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-
 from .aio import stop_task
 from .config import Config
 from .files import make_private, remove_files
@@ -29,9 +28,9 @@ from .jobs.backend_setup import backend_choice, parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
-from .metrics import Metrics
 from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused, queue_counts
 from .jobs.transcripts import one_transcription_json
+from .metrics import Metrics
 from .options import JobOverrides, stored_options
 from .registry import PluginError, Registry
 from .store import Store, Transcription, User, sqlite_files, sqlite_path

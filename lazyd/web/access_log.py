@@ -13,9 +13,8 @@ import logging
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .api import ENDPOINT
 from .errors import REQUEST_ID
-from .request_metrics import UNMATCHED
+from .request_metrics import route_label
 from .security import CALLER_ID
 
 SECRET_PARAMETERS = frozenset({"token", "secret_admin_token", "secret_worker_token"})
@@ -38,7 +37,7 @@ class AccessLogger(AbstractAccessLogger):
         fields = {
             "request_id": request.get(REQUEST_ID, "-"),
             "method": request.method,
-            "route": request[ENDPOINT].path if ENDPOINT in request else UNMATCHED,
+            "route": route_label(request),
             "target": loggable_target(request),
             "status": response.status,
             "duration_ms": round(time * 1000, 1),

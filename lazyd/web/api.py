@@ -91,7 +91,6 @@ class JsonBody:
     """A JSON object with these keys."""
 
     fields: tuple[Field, ...]
-    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,7 +135,6 @@ class Endpoint:
     body: JsonBody | FormBody | None = None
     errors: tuple[int, ...] = ()
     """Statuses it may answer besides the ones every route of its kind may (see :func:`error_statuses`)."""
-    description: str = ""
 
     def param(self, name: str) -> Param:
         for declared in self.params:

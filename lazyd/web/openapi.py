@@ -4,6 +4,7 @@ functions return, errors in the shape the error middleware gives each route."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import types
@@ -67,7 +68,7 @@ def build_document(app: web.Application) -> Schema:
 
 
 class Components:
-    """The named schemas: one per ``TypedDict``, referred to by ``$ref``."""
+    """The named schemas: one per ``TypedDict`` (or dataclass sent as ``asdict``), referred to by ``$ref``."""
 
     def __init__(self) -> None:
         self.schemas: dict[str, Schema] = {}
@@ -78,7 +79,7 @@ class Components:
             return {}
         if kind in _PRIMITIVES:
             return {"type": _PRIMITIVES[kind]}
-        if is_typeddict(kind):
+        if is_typeddict(kind) or dataclasses.is_dataclass(kind):
             return self._named(kind)
         origin, args = get_origin(kind), get_args(kind)
         if origin is Literal:
@@ -154,7 +155,7 @@ def _parameter(declared: Param) -> Schema:
     return described
 
 
-def field_schema(field: Field) -> Schema:
+def _field_schema(field: Field) -> Schema:
     """A body field; a check made in code (a password's rule, a language code) is not expressed."""
     if field.kind is dict:
         return _object_schema(field.fields) if field.fields else {"type": "object"}
@@ -172,13 +173,13 @@ def field_schema(field: Field) -> Schema:
 
 def _object_schema(fields: tuple[Field, ...]) -> Schema:
     """Unknown keys are ignored by the code, so they are allowed here."""
-    return {"type": "object", "properties": {field.name: field_schema(field) for field in fields},
+    return {"type": "object", "properties": {field.name: _field_schema(field) for field in fields},
             "required": [field.name for field in fields if field.required]}
 
 
 def _request_body(body: JsonBody | FormBody) -> Schema:
     if isinstance(body, JsonBody):
-        return {"required": body.required, "content": {"application/json": {"schema": _object_schema(body.fields)}}}
+        return {"required": True, "content": {"application/json": {"schema": _object_schema(body.fields)}}}
     form = _object_schema(body.fields)
     form["properties"] = {body.file_field: {"type": "string", "format": "binary",
                                             "description": "The recording: any format ffmpeg decodes"},

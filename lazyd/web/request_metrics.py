@@ -15,6 +15,11 @@ UNMATCHED = "unmatched"
 would give every probe for a random URL a series of its own."""
 
 
+def route_label(request: web.BaseRequest) -> str:
+    """The route template the request was routed to, or :data:`UNMATCHED`."""
+    return request[ENDPOINT].path if ENDPOINT in request else UNMATCHED
+
+
 @web.middleware
 async def count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
     """The outermost middleware: it sees every answer, errors included, in its final status."""
@@ -28,5 +33,5 @@ async def count_requests(request: web.Request, handler: Handler) -> web.StreamRe
         status = error.status
         raise
     finally:
-        route = request[ENDPOINT].path if ENDPOINT in request else UNMATCHED
-        request.app[DAEMON].metrics.request_answered(request.method, route, status, time.monotonic() - started)
+        request.app[DAEMON].metrics.request_answered(request.method, route_label(request), status,
+                                                     time.monotonic() - started)

@@ -13,7 +13,8 @@ from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
 from .keys import REGISTRY
 from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, SearchPage,
-                     SegmentEditJson, SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage, WorkerReportAnswer)
+                     SegmentEditJson, SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage,
+                     WorkerReportAnswer)
 
 USER = ("bearer",)
 """A login's access token."""
@@ -113,10 +114,11 @@ ENDPOINTS = (
              "transcriptions", {200: Reply("A page of chunks, in order", ChunkPage)}, USER_OR_KEY,
              (TASK_ID, PAGE, SEED_SIZE), errors=(404,)),
     Endpoint("GET", "/transcript/audio", transcription_routes.audio, "The recording, for a player", "transcriptions",
-             {200: Reply("The whole recording", media=AUDIO_MEDIA), 206: Reply("The part a Range asked for",
-                                                                             media=AUDIO_MEDIA)},
-             (*USER_OR_KEY, "tokenQuery"), (TASK_ID, Param("Range", where=HEADER, description="Bytes wanted, e.g. `bytes=0-1023` "
-                                                                             "(read by aiohttp's file response)")),
+             {200: Reply("The whole recording", media=AUDIO_MEDIA),
+              206: Reply("The part a Range asked for", media=AUDIO_MEDIA)},
+             (*USER_OR_KEY, "tokenQuery"),
+             (TASK_ID, Param("Range", where=HEADER,
+                             description="Bytes wanted, e.g. `bytes=0-1023` (read by aiohttp's file response)")),
              errors=(404, 416)),
     Endpoint("DELETE", "/transcript", transcription_routes.delete, "Delete a transcription", "transcriptions",
              DELETED, USER_OR_KEY, (TRANSCRIPT_ID,), errors=(404, 409)),

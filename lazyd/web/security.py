@@ -66,8 +66,10 @@ async def current_user(request: web.Request, *, admin: bool = False, can_interac
     token as ``?token=``; never an API key there, which would outlive the URL in a proxy's log.
     """
     token = bearer_token(request)
-    if token is None and query_token and (token := request.query.get("token")) and is_api_key(token):
-        raise unauthorized("An API key goes in the Authorization header, never in the URL")
+    if token is None and query_token:
+        token = request.query.get("token")
+        if token and is_api_key(token):
+            raise unauthorized("An API key goes in the Authorization header, never in the URL")
     if token is None:
         raise unauthorized("Invalid Authorization Header")
     if api_key and is_api_key(token):

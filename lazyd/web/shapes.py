@@ -10,7 +10,7 @@ import dataclasses
 from typing import Any, Literal, NotRequired, TypedDict
 
 from ..api_keys import KEY_START
-from ..daemon import DaemonStatus
+from ..daemon import DaemonStatus, InboxStatus, WorkerStatus
 from ..jobs.transcripts import TranscriptionJson
 from ..store import ApiKey, TranscriptionChunk, User
 
@@ -169,31 +169,14 @@ class HostJson(TypedDict):
     description: str
 
 
-class WorkerJson(TypedDict):
-    slot: int
-    pid: int | None
-    alive: bool
-    model: str
-    parallel: int
-    loaded: bool
-
-
 class BackendJson(TypedDict):
     scheduler: bool
     backend: NotRequired[str]
     device: NotRequired[str]
     reason: NotRequired[str]
     node: NotRequired[str]
-    workers: NotRequired[list[WorkerJson]]
+    workers: NotRequired[list[WorkerStatus]]
     problem: NotRequired[str]
-
-
-class InboxJson(TypedDict):
-    path: str
-    user: str
-    outbox: str
-    watching: str
-    problem: str
 
 
 class PublicBackendJson(TypedDict):
@@ -223,7 +206,7 @@ class HealthJson(TypedDict):
     host: HostJson
     backend: BackendJson
     queue: dict[str, int]
-    inboxes: list[InboxJson]
+    inboxes: list[InboxStatus]
 
 
 class FormatJson(TypedDict):
