@@ -17,7 +17,7 @@ from lazyd.web import create_app
 from media import noise, silence, tone, truncate, video_with_audio, video_without_audio, write_audio
 
 TRANSCRIPTION_KEYS = {"id", "creator_id", "audio_len_secs", "chunk_size_secs", "current_state", "create_date",
-                      "update_date", "description", "error_count"}
+                      "update_date", "description", "error_count", "filename", "done_secs"}
 
 
 @pytest.fixture
@@ -100,6 +100,17 @@ async def test_the_list_shows_only_the_callers_transcriptions_newest_first(clien
     older = (await (await client.get("/transcriptions?page=2&size=1", headers=headers)).json())["transcriptions"]
     assert [item["id"] for item in older] == [first.id]
     assert older[0]["description"] == "first lecture text"
+
+
+async def test_each_transcription_names_its_recording_and_how_much_of_it_is_done(client, accounts):
+    alice_user = await accounts.create("alice")
+    running = await make_job(alice_user, "in_progress", ("zero", "one"), filename="week 3.mp3")
+    await make_job(alice_user, "queued", filename="week 4.mp3")
+    headers = {"Authorization": f"Bearer {(await accounts.login('alice'))['access_token']}"}
+    listed = (await (await client.get("/transcriptions", headers=headers)).json())["transcriptions"]
+    assert [(item["filename"], item["done_secs"]) for item in listed] == [("week 4.mp3", 0.0), ("week 3.mp3", 20.0)]
+    one = await (await client.get(f"/transcript/info?transcript_id={running.id}", headers=headers)).json()
+    assert (one["filename"], one["done_secs"]) == ("week 3.mp3", 20.0)
 
 
 async def test_the_transcript_is_really_paginated(client, accounts):

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NotRequired, TypedDict
 
+from peewee import fn
+
 from ..backend import Segment
 from ..exporters import Transcript
 from ..exporters import TranscriptChunk as ChunkOfTranscript
@@ -35,12 +37,16 @@ class TranscriptionJson(TypedDict):
     update_date: str
     description: str
     error_count: int
+    filename: str
+    """The recording's name as uploaded (lazyd's addition)."""
+    done_secs: float
+    """Seconds of the recording in finished chunks (lazyd's addition; live progress comes over ``GET /ws``)."""
     language: NotRequired[str | None]
     language_probability: NotRequired[float | None]
 
 
-def transcription_json(row: Transcription, description: str) -> TranscriptionJson:
-    """The seed's transcription object; ``description`` is the start of chunk 0's text."""
+def transcription_json(row: Transcription, description: str, done_secs: float) -> TranscriptionJson:
+    """The seed's transcription object and lazyd's additions; ``description`` is the start of chunk 0's text."""
     return {
         "id": row.id,
         "creator_id": row.creator_id,
@@ -51,6 +57,8 @@ def transcription_json(row: Transcription, description: str) -> TranscriptionJso
         "update_date": row.update_date.isoformat(),
         "description": description[:DESCRIPTION_CHARS],
         "error_count": row.error_count,
+        "filename": row.filename,
+        "done_secs": round(min(done_secs, row.audio_len_secs), 2),
     }
 
 
@@ -65,9 +73,21 @@ async def descriptions(store: Store, ids: Iterable[int]) -> dict[int, str]:
     return {row.transcript_id: row.text for row in rows}
 
 
+async def done_seconds(store: Store, ids: Iterable[int]) -> dict[int, float]:
+    """How many seconds of each transcription's recording its finished chunks cover, in one query."""
+    ids = list(ids)
+    if not ids:
+        return {}
+    chunk = TranscriptionChunk
+    query = (chunk.select(chunk.transcription, fn.SUM(chunk.end_secs - chunk.start_secs).alias("done"))
+             .where(chunk.transcription.in_(ids)).group_by(chunk.transcription).tuples())
+    return {job_id: float(done or 0.0) for job_id, done in await store.list(query)}
+
+
 async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[TranscriptionJson]:
     texts = await descriptions(store, (row.id for row in rows))
-    return [transcription_json(row, texts.get(row.id, "")) for row in rows]
+    done = await done_seconds(store, (row.id for row in rows))
+    return [transcription_json(row, texts.get(row.id, ""), done.get(row.id, 0.0)) for row in rows]
 
 
 async def one_transcription_json(store: Store, row: Transcription) -> TranscriptionJson:

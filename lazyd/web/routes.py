@@ -7,7 +7,7 @@ from aiohttp import web
 
 from .. import users
 from ..jobs.transcripts import TranscriptionJson
-from . import (auth_routes, docs_routes, export_routes, key_routes, openai_routes, search_routes, system_routes,
+from . import (app_routes, auth_routes, docs_routes, export_routes, key_routes, openai_routes, search_routes, system_routes,
                transcription_routes, user_routes, worker_routes, ws)
 from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
@@ -71,6 +71,14 @@ ENDPOINTS = (
     Endpoint("GET", "/docs/{asset}", docs_routes.asset, "The reader's scripts and styles", "system",
              {200: Reply("The file", media=docs_routes.ASSET_MEDIA)},
              params=(Param("asset", where=PATH, required=True, choices=docs_routes.ASSETS),)),
+    # -- the web page
+    Endpoint("GET", "/app", app_routes.to_page, "Where the web page is", "web page",
+             {308: Reply("The page is at `/app/`", headers=("Location",))}),
+    Endpoint("GET", "/app/", app_routes.page, "The web page: transcribe, read, search, manage users", "web page",
+             {200: Reply("The page, which loads its modules from `/app/{asset}`", media=("text/html",))}),
+    Endpoint("GET", "/app/{asset}", app_routes.asset, "The page's modules and styles", "web page",
+             {200: Reply("The file", media=app_routes.ASSET_MEDIA)},
+             params=(Param("asset", where=PATH, required=True, choices=app_routes.ASSETS),)),
     # -- accounts
     Endpoint("POST", "/auth/register", auth_routes.register, "Create an account (when registration is open)",
              "accounts", {201: Reply("The new account", UserJson)}, body=JsonBody(auth_routes.CREDENTIALS),
