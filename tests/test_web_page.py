@@ -58,10 +58,26 @@ class Browser:
         self.origin = origin
         self.fetched: list[str] = []
         self.complaints: list[str] = []
+        self.sockets: list[Any] = []
+        self.greetings = 0
+        """How many ``hello`` messages the page's sockets received."""
         page.on("request", lambda request: self.fetched.append(request.url))
         page.on("console", lambda message: message.type == "error" and self.complaints.append(message.text))
         page.on("pageerror", lambda error: self.complaints.append(str(error)))
+        page.on("websocket", self._watch_socket)
         page.on("filechooser", lambda chooser: None)  # subscribed now: expect_file_chooser's own is not awaited
+
+    def _watch_socket(self, socket: Any) -> None:
+        self.sockets.append(socket)
+        socket.on("framereceived", lambda payload: setattr(self, "greetings", self.greetings + ('"hello"' in payload)))
+
+    async def greeted(self) -> None:
+        """Wait for the page's live socket to be open (its first message has come)."""
+        for _ in range(WAIT_MS // 100):
+            if self.greetings:
+                return
+            await self.page.wait_for_timeout(100)
+        raise AssertionError("the page's WebSocket never opened")
 
     async def open(self, fragment: str = "") -> None:
         await self.page.goto(f"{self.origin}/app/{fragment}")
@@ -273,6 +289,61 @@ async def test_another_users_transcription_is_not_shown(client, accounts, tmp_pa
     browser.assert_well_behaved(lambda text: "404" in text)
 
 
+# -- live ----------------------------------------------------------------------------------------------------
+
+@needs_chromium
+async def test_the_list_follows_a_running_job_and_catches_up_after_the_connection_drops(client, accounts, tmp_path):
+    """The daemon's own events (published as its scheduler does) move the progress bar; events sent while
+    the page's socket was down arrive once it is back (``?stream&since``)."""
+    alice = await accounts.create("alice")
+    job_id = await Lectures(client, tmp_path).add(alice, "running.wav", [(0.0, 4.0, "So far.")], "in_progress")
+    events = client.app[DAEMON].events
+    async with chromium(client) as browser:
+        page = browser.page
+        await browser.log_in("alice")
+        row = page.locator(f"tr[data-id='{job_id}']")
+        await row.locator(".state.in_progress").wait_for(timeout=WAIT_MS)
+        await browser.greeted()
+        events.publish(alice.id, "progress", transcription_id=job_id, done_secs=2.5, total_secs=5.0, eta_secs=90)
+        await row.locator("text=50% · about 2 min left").wait_for(timeout=WAIT_MS)
+
+        await ws_close_all(client)
+        events.publish(alice.id, "progress", transcription_id=job_id, done_secs=4.0, total_secs=5.0, eta_secs=5)
+        await row.locator("text=80% · about 5 s left").wait_for(timeout=WAIT_MS)
+        events.publish(alice.id, "state", transcription_id=job_id, state="completed", error_count=0)
+        await row.locator(".state.completed").wait_for(timeout=WAIT_MS)
+        assert await row.locator("progress").count() == 0
+        assert len(browser.sockets) == 2 and browser.greetings == 1  # one at a time; the second resumed
+    browser.assert_well_behaved()
+
+
+async def ws_close_all(client: TestClient) -> None:
+    """What a daemon restart or a network drop does to the page's WebSocket."""
+    from lazyd.web.ws import close_sockets
+
+    await close_sockets(client.app)
+
+
+@needs_chromium
+async def test_a_job_is_cancelled_retried_and_deleted_from_its_page(client, accounts, tmp_path):
+    alice = await accounts.create("alice")
+    job_id = await Lectures(client, tmp_path).add(alice, "unwanted.wav", [(0.0, 4.0, "Wrong file.")], "queued")
+    async with chromium(client) as browser:
+        page = browser.page
+        await browser.log_in("alice")
+        await browser.open(f"#/t/{job_id}")
+        await page.click(".actions >> text=Cancel", timeout=WAIT_MS)
+        await page.wait_for_selector(".head .state.completed_partially", timeout=WAIT_MS)  # it had a chunk done
+        await page.click(".actions >> text=Retry")
+        await page.wait_for_selector(".head .state.queued", timeout=WAIT_MS)
+        await page.click(".actions >> text=Delete")
+        await page.click(".actions >> text=Really delete it and its recording?")
+        await page.wait_for_selector("text=Transcribe a recording", timeout=WAIT_MS)
+        assert await page.locator(f"tr[data-id='{job_id}']").count() == 0
+    browser.assert_well_behaved()
+    assert await Transcription.aget_or_none(Transcription.id == job_id) is None
+
+
 # -- admins --------------------------------------------------------------------------------------------------
 
 @needs_chromium
@@ -320,12 +391,12 @@ async def test_on_a_phone_nothing_is_wider_than_the_screen(client, accounts, tmp
     async with chromium(client, width=375, height=740) as browser:
         page = browser.page
         await browser.log_in("alice")
-        for fragment, ready in (("#/", ".jobs tr[data-id]"), (f"#/t/{job_id}", ".segment"),
-                                ("#/search?q=heat", ".hits li")):
+        for name, fragment, ready in (("list", "#/", ".jobs tr[data-id]"), ("transcript", f"#/t/{job_id}", ".segment"),
+                                      ("search", "#/search?q=heat", ".hits li")):
             await browser.open(fragment)
             await page.wait_for_selector(ready, timeout=WAIT_MS)
             assert await page.evaluate("document.documentElement.scrollWidth") <= 375, fragment
-        await browser.shoot("phone-transcript")
+            await browser.shoot(f"phone-{name}")
     browser.assert_well_behaved()
 
 

@@ -132,7 +132,10 @@ def _operation(app: web.Application, endpoint: Endpoint, components: Components)
 
 
 def _operation_id(endpoint: Endpoint) -> str:
+    """``GET /transcript/info`` -> ``get_transcript_info``; a folder's index (``/app/``) ends in ``_index``."""
     words = re.findall(r"[a-z0-9]+", endpoint.path.lower())
+    if words and endpoint.path.endswith("/"):
+        words.append("index")
     return "_".join([endpoint.method.lower(), *words]) if words else f"{endpoint.method.lower()}_root"
 
 
