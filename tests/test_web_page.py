@@ -87,7 +87,7 @@ class Browser:
         await self.page.fill("#username", username)
         await self.page.fill("#password", password)
         await self.page.click("button[type=submit]")
-        await self.page.wait_for_selector("nav:not([hidden]) .who", timeout=WAIT_MS)
+        await self.page.wait_for_selector("nav:not([hidden])", timeout=WAIT_MS)
 
     async def until(self, expression: str, timeout_ms: int = WAIT_MS) -> None:
         """Wait until ``expression`` is true in the page (Playwright's wait_for_function needs eval, which
@@ -419,7 +419,7 @@ async def test_the_keyboard_reaches_the_upload_and_plays_a_segment(client, accou
         await (await choosing.value).set_files(write_audio(tmp_path / "picked.wav", tone(300, 12.0)))
         await page.wait_for_selector(".card [role=status] >> text=picked.wav", timeout=WAIT_MS)
         assert await page.locator(".card [role=status]").inner_text() == "picked.wav is queued."
-        assert await page.locator("tr[data-id] >> text=picked.wav").count() == 1
+        await page.wait_for_selector("tr[data-id] >> text=picked.wav", timeout=WAIT_MS)
 
         await browser.open(f"#/t/{job_id}")
         second = page.locator(".segment").nth(1)
@@ -456,6 +456,24 @@ async def drop_file(page: Any, path: Path) -> None:
     await page.dispatch_event(".drop", "drop", {"dataTransfer": transfer})
 
 
+async def throttled_upload(page: Any, path: Path) -> list[float]:
+    """Drop ``path`` on the page over a link slow enough (Chromium's own throttling) to watch the upload's
+    progress bar; return the values it showed."""
+    devtools = await page.context.new_cdp_session(page)
+    await devtools.send("Network.enable")
+    await devtools.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": path.stat().st_size / 3})
+    await drop_file(page, path)
+    shown = []
+    bar = page.locator("progress[aria-label^=Uploading]")
+    while await bar.count():
+        shown.append(float(await bar.evaluate("bar => bar.value")))
+        await page.wait_for_timeout(100)
+    await devtools.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+    return shown
+
+
 async def watch_until_done(page: Any) -> list[tuple[str, int, str]]:
     """What the transcript view showed while the job ran: (state, segments shown, progress caption)."""
     seen = []
@@ -481,11 +499,13 @@ async def test_a_lecture_from_dropping_it_on_the_page_to_its_exports(transcribin
         page = browser.page
         await browser.log_in("alice")
 
-        await drop_file(page, lecture)
+        uploading = await throttled_upload(page, lecture)
+        assert any(0 < fraction < 1 for fraction in uploading), uploading  # the bar moved as the file went
         await page.click("text=Open it", timeout=WAIT_MS)
         seen = await watch_until_done(page)
         assert any(state == "Transcribing" and shown > 0 for state, shown, _ in seen), seen  # text came live
-        assert any(re.fullmatch(r"\d+%( · about .+ left)?", caption) for _, _, caption in seen), seen
+        assert any(state == "Transcribing" and re.fullmatch(r"[1-9]\d?% · about .+ left", caption)
+                   for state, _, caption in seen), seen  # the bar moved, with the time left
         segments = page.locator(".segment")
         await browser.until("!document.querySelector('.segment.provisional')")
         texts = await segments.locator(".text").all_inner_texts()

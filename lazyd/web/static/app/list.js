@@ -74,8 +74,8 @@ function uploader(reload) {
     try {
       const answer = await upload(file, {language: language.value.trim(), initial_prompt: prompt.value.trim()},
                                   (fraction) => { bar.value = fraction; });
-      show(message, notice(`${file.name} is queued.`), h("a", {href: `#/t/${answer.task_id}`}, "Open it"));
       await reload();
+      show(message, notice(`${file.name} is queued.`), h("a", {href: `#/t/${answer.task_id}`}, "Open it"));
     } catch (error) {
       show(message, notice(`${file.name}: ${error.message}`, "error"));
     }

@@ -73,7 +73,11 @@ class TranscriptView {
   leave() {
     for (const [type, listener] of Object.entries(this.listeners)) this.live.removeEventListener(type, listener);
     clearTimeout(this.reloadTimer);
-    this.audio?.pause();
+    if (this.audio) {  // and no more range requests for the recording
+      this.audio.pause();
+      this.audio.removeAttribute("src");
+      this.audio.load();
+    }
   }
 
   // -- the job
@@ -110,6 +114,7 @@ class TranscriptView {
     const button = h("button", {type: "button", class: "danger"}, "Delete");
     button.addEventListener("click", () => {
       if (button.dataset.armed) {
+        this.leave();  // the job's last events (cancelled, deleted) need no answer here
         this.#act(async () => {
           await call("DELETE", "/transcript", {query: {transcript_id: this.id}});
           location.hash = "#/";
