@@ -7,8 +7,8 @@ from aiohttp import web
 
 from .. import users
 from ..jobs.transcripts import TranscriptionJson
-from . import (app_routes, auth_routes, docs_routes, export_routes, key_routes, openai_routes, search_routes, system_routes,
-               transcription_routes, user_routes, worker_routes, ws)
+from . import (app_routes, auth_routes, docs_routes, export_routes, key_routes, openai_routes, search_routes,
+               system_routes, transcription_routes, user_routes, worker_routes, ws)
 from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
 from .keys import REGISTRY
