@@ -91,6 +91,11 @@ async def test_registration_can_be_closed(aiohttp_client, make_config, database_
     response = await client.post("/auth/register", json={"username": "alice", "password": PASSWORD})
     assert response.status == 403
     assert "closed" in (await response.json())["detail"]
+    assert await (await client.get("/auth/register")).json() == {"open": False}
+
+
+async def test_anyone_may_ask_whether_registration_is_open(client):
+    assert await (await client.get("/auth/register")).json() == {"open": True}
 
 
 async def test_login_returns_the_seed_token_pair(client, accounts):

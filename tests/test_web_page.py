@@ -26,11 +26,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from conftest import PASSWORD, Accounts
+from lazyd import users
 from lazyd.jobs.states import ChunkResult
 from lazyd.store import Transcription, User
 from lazyd.web import create_app
 from lazyd.web.app_routes import APP_DIR, ASSETS, CONTENT_SECURITY_POLICY
-from lazyd.web.keys import DAEMON
+from lazyd.web.keys import DAEMON, HASHER
 from media import tone, write_audio
 from speech import LECTURE_SENTENCES, joined_speech_file
 
@@ -133,12 +134,14 @@ class Lectures:
         self.tmp_path = tmp_path
 
     async def add(self, owner: User, title: str, segments: list[tuple[float, float, str]],
-                  state: str = "completed") -> int:
+                  state: str = "completed", avg_logprob: float = -0.1) -> int:
+        """A recording of a tone as long as the segments, which the decoder heard with ``avg_logprob``."""
         audio = write_audio(self.tmp_path / title, tone(440, segments[-1][1] + 1.0))
         job = await Transcription.acreate(creator=owner, audio_len_secs=segments[-1][1] + 1.0, chunk_size_secs=60.0,
                                           current_state="queued", filename=title, audio_path=str(audio))
         result = ChunkResult(0, 0.0, segments[-1][1] + 1.0, " ".join(text for _, _, text in segments),
-                             [{"start": start, "end": end, "text": text} for start, end, text in segments])
+                             [{"start": start, "end": end, "text": text, "avg_logprob": avg_logprob,
+                               "no_speech_prob": 0.0} for start, end, text in segments])
         assert await self.client.app[DAEMON].states.save_chunk(job.id, None, result)
         await self.client.app[DAEMON].store.execute(
             Transcription.update(current_state=state).where(Transcription.id == job.id))
@@ -210,6 +213,39 @@ async def test_a_wrong_password_is_refused_and_an_account_can_be_made_and_used(c
     assert await User.aget_or_none(User.username == "newcomer") is not None
 
 
+@needs_chromium
+async def test_where_registration_is_closed_the_page_offers_none(aiohttp_client, make_config, database_url):
+    client = await aiohttp_client(create_app(make_config(database_url, open_registration=False)))
+    async with chromium(client) as browser:
+        await browser.open()
+        await browser.page.wait_for_selector("#username")
+        await browser.until("performance.getEntriesByType('resource').some((r) => r.name.endsWith('/auth/register'))")
+        assert await browser.page.locator("text=Create an account").count() == 0
+    browser.assert_well_behaved()
+
+
+@needs_chromium
+async def test_a_stale_access_token_is_renewed_and_a_void_session_leads_back_to_the_login(client, accounts):
+    await accounts.create("alice")
+    async with chromium(client) as browser:
+        page = browser.page
+        await browser.log_in("alice")
+        session = await page.evaluate("JSON.parse(localStorage.getItem('lazyd.session'))")
+        stale = {**session, "access_token": session["access_token"][:-4] + "AAAA"}  # a forged signature
+        await page.evaluate("(session) => localStorage.setItem('lazyd.session', JSON.stringify(session))", stale)
+        await page.reload()
+        await page.wait_for_selector("text=Your transcriptions", timeout=WAIT_MS)
+        renewed = await page.evaluate("JSON.parse(localStorage.getItem('lazyd.session'))")
+        assert renewed["access_token"] != stale["access_token"]
+
+        alice = await users.find_user("alice")
+        await users.update_user(client.app[HASHER], alice, users.UserChanges(password="Another_passw0rd"))
+        await page.reload()  # every token issued before the change is void
+        await page.wait_for_selector("#username", timeout=WAIT_MS)
+        assert await page.evaluate("localStorage.getItem('lazyd.session')") is None
+    browser.assert_well_behaved(lambda text: "401" in text)
+
+
 # -- reading, searching, correcting --------------------------------------------------------------------------
 
 @needs_chromium
@@ -273,6 +309,25 @@ async def test_a_correction_and_a_label_are_kept_exported_and_can_be_undone(clie
         await page.wait_for_selector(".segment:not(.edited) >> text=Kowalsky", timeout=WAIT_MS)
         assert await first.locator(".label").inner_text() == "Introduction"
     browser.assert_well_behaved()
+
+
+@needs_chromium
+async def test_text_the_decoder_was_unsure_of_is_marked_as_doubtful(client, accounts, tmp_path):
+    alice = await accounts.create("alice")
+    lectures = Lectures(client, tmp_path)
+    sure = await lectures.add(alice, "clear.wav", [(0.0, 3.0, "Clearly said.")], avg_logprob=-0.1)
+    unsure = await lectures.add(alice, "mumbled.wav", [(0.0, 3.0, "Mumbled words.")], avg_logprob=-1.2)
+    async with chromium(client) as browser:
+        await browser.log_in("alice")
+        shown = {}
+        for job_id in (sure, unsure):
+            await browser.open(f"#/t/{job_id}")
+            segment = browser.page.locator(".segment")
+            await segment.wait_for(timeout=WAIT_MS)
+            shown[job_id] = (await segment.get_attribute("class"), await segment.get_attribute("title"))
+    browser.assert_well_behaved()
+    assert "doubtful" not in shown[sure][0] and shown[sure][1] is None
+    assert "doubtful" in shown[unsure][0] and shown[unsure][1] == "The recogniser was unsure here (30%)"
 
 
 @needs_chromium

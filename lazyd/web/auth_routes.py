@@ -22,6 +22,11 @@ CREDENTIALS = (
 REFRESH_TOKEN = (Field("refresh_token", str, required=True),)
 
 
+async def registration(request: web.Request) -> web.Response:
+    """Whether ``POST /auth/register`` is open (a login page offers it only then)."""
+    return web.json_response({"open": request.app[CONFIG].auth.open_registration})
+
+
 async def register(request: web.Request) -> web.Response:
     if not request.app[CONFIG].auth.open_registration:
         raise forbidden("Registration is closed on this server; ask an admin for an account")

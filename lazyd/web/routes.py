@@ -12,9 +12,9 @@ from . import (app_routes, auth_routes, docs_routes, export_routes, key_routes, 
 from .api import HEADER, PATH, Endpoint, JsonBody, Param, Reply, id_param
 from .body import PAGE, SEED_SIZE, SIZE
 from .keys import REGISTRY
-from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, SearchPage,
-                     SegmentEditJson, SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson, UserPage,
-                     WorkerReportAnswer)
+from .shapes import (Alive, ChunkPage, FormatList, HealthJson, KeyList, NewKeyJson, PublicHealthJson, RegistrationJson,
+                     SearchPage, SegmentEditJson, SegmentPage, TokenPair, TranscriptionPage, Uploaded, UserJson,
+                     UserPage, WorkerReportAnswer)
 
 USER = ("bearer",)
 """A login's access token."""
@@ -80,6 +80,8 @@ ENDPOINTS = (
              {200: Reply("The file", media=app_routes.ASSET_MEDIA)},
              params=(Param("asset", where=PATH, required=True, choices=app_routes.ASSETS),)),
     # -- accounts
+    Endpoint("GET", "/auth/register", auth_routes.registration, "Whether registration is open", "accounts",
+             {200: Reply("Open or not", RegistrationJson)}),
     Endpoint("POST", "/auth/register", auth_routes.register, "Create an account (when registration is open)",
              "accounts", {201: Reply("The new account", UserJson)}, body=JsonBody(auth_routes.CREDENTIALS),
              errors=(403, 409)),

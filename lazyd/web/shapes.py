@@ -139,6 +139,11 @@ class SearchPage(TypedDict):
     hits: list[SearchHitJson]
 
 
+class RegistrationJson(TypedDict):
+    open: bool
+    """Whether anyone may create an account (``[auth] open_registration``)."""
+
+
 class TokenPair(TypedDict):
     access_token: str
     refresh_token: str

@@ -3,11 +3,11 @@
 import {call, everything} from "./api.js";
 import {h, localDate, notice, show} from "./dom.js";
 
-export async function render(main, {me}) {
+export async function render(root, {me}) {
   document.title = "Users · lazyd";
   const message = h("div", {"aria-live": "polite"});
   const users = await everything("/users", "users", {sort: "username", order: "asc"});
-  show(main, h("section", {class: "card", "aria-labelledby": "users-title"},
+  show(root, h("section", {class: "card", "aria-labelledby": "users-title"},
     h("h1", {id: "users-title"}, "Users"),
     h("p", {class: "hint"}, "A blocked user cannot log in and their open sessions end within seconds. "
       + "A user who may not upload can still read their transcripts."),

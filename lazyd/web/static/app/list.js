@@ -5,7 +5,7 @@ import {everything, upload} from "./api.js";
 import {duration, h, localDate, notice, show} from "./dom.js";
 import {ACTIVE, ProgressBar, stateBadge} from "./progress.js";
 
-export async function render(main, {live}) {
+export async function render(root, {live}) {
   document.title = "Transcriptions · lazyd";
   const rows = new Map();
   const table = h("tbody");
@@ -24,7 +24,7 @@ export async function render(main, {live}) {
     show(table, items.map((item) => row(item, rows)));
     empty.hidden = items.length > 0;
   };
-  show(main, uploader(reload), listing);
+  show(root, uploader(reload), listing);
   await reload();
 
   const listeners = {

@@ -2,7 +2,7 @@
 // the one live event stream every view listens to, and the way back to the login.
 
 import {call, loggedIn, onSignOut, signOut} from "./api.js";
-import {notice, show} from "./dom.js";
+import {h, notice, show} from "./dom.js";
 import {Live} from "./live.js";
 import * as admin from "./admin.js";
 import * as list from "./list.js";
@@ -29,27 +29,35 @@ function viewFor(path) {
   return [list, {}];
 }
 
+let routing = 0;
+
 async function route() {
+  const mine = ++routing;  // a later navigation (a sign-out, a click) wins over this one's late answers
   leaveView?.();
   leaveView = null;
+  const view = h("div");  // each navigation renders into its own: a late one fills a detached element
+  main.replaceChildren(view);
   const {path, query} = address();
   if (!loggedIn()) {
     nav.hidden = true;
     const atLogin = ["login", "register"].includes(path[0]);
     const done = () => (atLogin ? (location.hash = "#/") : route());
-    leaveView = login.render(main, {register: path[0] === "register", done});
+    leaveView = login.render(view, {register: path[0] === "register", done});
     return;
   }
   try {
     me ??= await call("GET", "/auth/info");
   } catch (error) {
-    show(main, notice(error.message, "error"));
+    show(view, notice(error.message, "error"));
     return;
   }
+  if (mine !== routing) return;
   showNavigation();
   live.start();
-  const [view, params] = viewFor(path);
-  leaveView = await view.render(main, {...params, query, me, live});
+  const [shown, params] = viewFor(path);
+  const leave = await shown.render(view, {...params, query, me, live});
+  if (mine === routing) leaveView = leave;
+  else leave?.();
 }
 
 function showNavigation() {

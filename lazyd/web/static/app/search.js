@@ -5,7 +5,7 @@ import {clock, h, notice, show, snippet} from "./dom.js";
 
 const PAGE_SIZE = 20;
 
-export async function render(main, {query}) {
+export async function render(root, {query}) {
   document.title = "Search · lazyd";
   const words = query.get("q") || "";
   const box = h("input", {type: "search", id: "q", name: "q", value: words, required: true,
@@ -17,7 +17,7 @@ export async function render(main, {query}) {
   }},
   h("h1", {}, h("label", {for: "q"}, "Search your transcripts")),
   h("div", {class: "inline"}, box, h("button", {type: "submit"}, "Search")));
-  show(main, form, results);
+  show(root, form, results);
   box.focus();
   if (words.trim()) await showHits(results, words, 1);
   return null;

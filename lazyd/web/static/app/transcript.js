@@ -9,15 +9,15 @@ import {ACTIVE, ProgressBar, RETRYABLE, stateBadge} from "./progress.js";
 const DOUBTFUL_BELOW = 0.5;
 const RELOAD_DELAY_MS = 300;
 
-export async function render(main, {id, query, live}) {
-  const view = new TranscriptView(main, id, live);
+export async function render(root, {id, query, live}) {
+  const view = new TranscriptView(root, id, live);
   await view.load(Number(query.get("at")) || null);
   return () => view.leave();
 }
 
 class TranscriptView {
-  constructor(main, id, live) {
-    this.main = main;
+  constructor(root, id, live) {
+    this.root = root;
     this.id = id;
     this.live = live;
     this.segments = [];
@@ -43,7 +43,7 @@ class TranscriptView {
       [info, formats] = await Promise.all([call("GET", "/transcript/info", {query: {transcript_id: this.id}}),
                                            call("GET", "/formats")]);
     } catch (error) {
-      show(this.main, notice(error.status === 404 ? "There is no such transcription." : error.message, "error"),
+      show(this.root, notice(error.status === 404 ? "There is no such transcription." : error.message, "error"),
            h("a", {href: "#/"}, "Back to your transcriptions"));
       return;
     }
@@ -56,7 +56,7 @@ class TranscriptView {
     this.list = h("ol", {class: "segments", "aria-label": "Segments"});
     this.audio = this.#player();
     this.follow = h("input", {type: "checkbox", id: "follow", checked: true});
-    show(this.main,
+    show(this.root,
       h("section", {class: "card", "aria-labelledby": "transcript-title"},
         h("h1", {id: "transcript-title"}, info.filename || `Transcription ${info.id}`),
         this.head, this.actions, this.#exports(formats.formats), this.message),
