@@ -46,7 +46,7 @@ class FakeModel(LoadedModel):
     def _next_call(self) -> int:
         counter = self.control.with_name("calls.count")
         call = int(counter.read_text()) + 1 if counter.exists() else 1
-        counter.write_text(str(call))
+        _write_whole(counter, str(call))
         return call
 
     def transcribe(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:

@@ -20,7 +20,6 @@ class TranscriptView {
     this.root = root;
     this.id = id;
     this.live = live;
-    this.segments = [];
     this.pending = new Map();  // chunk number -> segments heard live, until that chunk is committed
     this.playing = null;
     this.listeners = {
@@ -65,8 +64,8 @@ class TranscriptView {
           h("label", {class: "inline"}, this.follow, " Follow the recording")),
         this.list));
     this.#showState(info.current_state);
-    await this.#loadSegments();
     for (const [type, listener] of Object.entries(this.listeners)) this.live.addEventListener(type, listener);
+    await this.#loadSegments();  // after listening: a chunk committed meanwhile is reloaded again
     if (at !== null) this.#seek(at, false);
   }
 
@@ -150,11 +149,11 @@ class TranscriptView {
       return;
     }
     this.reloadWhenEdited = false;
-    this.segments = await everything("/transcript/segments", "segments", {transcript_id: this.id});
+    const segments = await everything("/transcript/segments", "segments", {transcript_id: this.id});
     this.playing = null;
-    show(this.list, this.segments.map((segment) => this.#item(segment)));
+    show(this.list, segments.map((segment) => this.#item(segment)));
     for (const segments of this.pending.values()) for (const segment of segments) this.#insert(segment);
-    if (!this.segments.length && !ACTIVE.has(this.info.current_state)) {
+    if (!segments.length && !ACTIVE.has(this.info.current_state)) {
       this.list.append(h("li", {class: "hint"}, "No speech was found in this recording."));
     }
     this.#highlight(this.audio.currentTime);
