@@ -25,7 +25,8 @@ from .files import make_private, remove_files
 from .host import Host, probe_host
 from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import backend_choice, parallel_decodes, worker_setup
-from .jobs.events import Event, EventHub
+from .jobs.events import Event, EventHub, LiveEvents
+from .jobs.shared_events import SharedEventHub
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
 from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused, queue_counts
@@ -105,7 +106,9 @@ class Daemon:
             check_inbox(spec, registry.exporters)
         self.config = config
         self.registry = registry
-        self.events = EventHub()
+        self.events: LiveEvents = (EventHub() if sqlite_path(config.database_url) is not None
+                                   else SharedEventHub(config.database_url))
+        """Live events: in memory on SQLite; on PostgreSQL shared with every daemon on the database."""
         self.upload_quota = upload_quota(config)
         self.host = probe_host()
         self.started_at = int(time.time())
@@ -145,6 +148,7 @@ class Daemon:
         self._store = await Store.open(self.config.database_url, pool_size=database.pool_size,
                                        timeout_s=database.connect_timeout_s)
         try:
+            await self.events.start()
             self._states = JobStates(self._store, self.events, _retry_policy(self.config),
                                      on_finished=self._finished)
             self.inboxes = await self._make_inboxes()
@@ -166,6 +170,7 @@ class Daemon:
         for task in reversed(self._tasks):
             await stop_task(task)
         self._tasks.clear()
+        await self.events.close()
         if self._store is not None:
             await self._store.close()
 
@@ -311,7 +316,7 @@ class Daemon:
         job = await Transcription.aget_or_none(Transcription.id == job_id)
         if job is None:
             return None
-        with self.events.subscribe(job.creator_id) as queue:
+        async with self.events.subscription(job.creator_id) as queue:
             job = await Transcription.aget_or_none(Transcription.id == job_id)  # nothing is missed since subscribing
             while job is not None and job.current_state not in FINAL:
                 if await _next_event_of(queue, job_id, on_event) is not None:

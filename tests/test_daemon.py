@@ -63,7 +63,7 @@ async def until_state(queue: asyncio.Queue[Event | None], job_id: int, states: t
 async def test_a_submitted_recording_is_transcribed_with_its_options_and_its_events_are_published(
         daemon, alice, tmp_path, control):
     audio = tone_sequence(tmp_path / "lecture.wav", TONES[:12])
-    with daemon.events.subscribe(alice.id) as queue:
+    async with daemon.events.subscription(alice.id) as queue:
         job = await daemon.submit(await received(daemon, audio), creator_id=alice.id,
                                   options=JobOverrides(language="de", beam_size=2))
         final = await daemon.wait(job.id)
@@ -93,7 +93,7 @@ async def test_wait_passes_on_the_jobs_own_events(daemon, alice, tmp_path):
 async def test_a_running_job_is_cancelled_at_once_and_a_retry_finishes_it(daemon, alice, tmp_path, control):
     slow(control)
     audio = tone_sequence(tmp_path / "lecture.wav", TONES)
-    with daemon.events.subscribe(alice.id) as queue:
+    async with daemon.events.subscription(alice.id) as queue:
         job = await daemon.submit(await received(daemon, audio), creator_id=alice.id)
         await until_state(queue, job.id, (IN_PROGRESS,))
         cancelled = await daemon.cancel(job.id)
@@ -112,7 +112,7 @@ async def test_a_running_job_is_cancelled_at_once_and_a_retry_finishes_it(daemon
 async def test_deleting_a_running_job_stops_it_and_removes_its_rows_and_audio(daemon, alice, tmp_path, control):
     slow(control)
     stored = await received(daemon, tone_sequence(tmp_path / "lecture.wav", TONES))
-    with daemon.events.subscribe(alice.id) as queue:
+    async with daemon.events.subscription(alice.id) as queue:
         job = await daemon.submit(stored, creator_id=alice.id)
         await until_state(queue, job.id, (IN_PROGRESS,))
         waiting = asyncio.create_task(daemon.wait(job.id))
@@ -131,7 +131,7 @@ async def test_deleting_a_running_job_stops_it_and_removes_its_rows_and_audio(da
 async def test_deleting_a_user_goes_through_the_state_machine(daemon, alice, tmp_path, control):
     slow(control)
     stored = await received(daemon, tone_sequence(tmp_path / "lecture.wav", TONES))
-    with daemon.events.subscribe(alice.id) as queue:
+    async with daemon.events.subscription(alice.id) as queue:
         job = await daemon.submit(stored, creator_id=alice.id)
         await until_state(queue, job.id, (IN_PROGRESS,))
         await daemon.delete_user(alice)

@@ -261,6 +261,34 @@ def _v9_segment_corrections(db: peewee.Database) -> None:
     db.execute_sql("ALTER TABLE segment_texts ADD COLUMN label VARCHAR(200) NOT NULL DEFAULT ''")
 
 
+def _v10_live_events(db: peewee.Database) -> None:
+    """Live events shared by every daemon on one PostgreSQL database (:mod:`lazyd.store.event_log`),
+    numbered per user; a daemon on SQLite keeps its events in memory and leaves these empty."""
+
+    class LiveEvent(peewee.Model):
+        id = peewee.BigAutoField()
+        user_id = peewee.IntegerField()
+        seq = peewee.BigIntegerField()
+        type = peewee.CharField(max_length=32)
+        data = peewee.TextField()
+        created_at = peewee.DateTimeField(index=True)
+
+        class Meta:
+            database = db
+            table_name = "live_events"
+            indexes = ((("user_id", "seq"), True),)
+
+    class LiveEventCounter(peewee.Model):
+        user_id = peewee.IntegerField(primary_key=True)
+        seq = peewee.BigIntegerField()
+
+        class Meta:
+            database = db
+            table_name = "live_event_counters"
+
+    db.create_tables([LiveEvent, LiveEventCounter])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
@@ -271,6 +299,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "API keys", _v7_api_keys),
     Migration(8, "segment texts, indexed for full-text search", _v8_segment_search),
     Migration(9, "corrections and labels of segments", _v9_segment_corrections),
+    Migration(10, "live events shared by the daemons of one database", _v10_live_events),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

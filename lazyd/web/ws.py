@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from ..auth import ACCESS, TokenClaims
-from ..jobs.events import Event, EventHub
+from ..jobs.events import Event, LiveEvents
 from ..store import DATABASE_ERRORS, Store
 from .api import param
 from .errors import ApiError, forbidden, unauthorized
@@ -93,21 +93,29 @@ async def events(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     hub = request.app[DAEMON].events
-    with hub.subscribe(user.id) as queue, request.app[DAEMON].metrics.websockets.track_inprogress():
-        last = await _catch_up(ws, hub, user.id, param(request, "stream"), since)
-        closed = asyncio.create_task(_until_closed(ws))
-        revoked = asyncio.create_task(_until_revoked(store, claims))
-        try:
-            async with asyncio.timeout(max(claims.expires_at - time.time(), 0)):
-                await _forward(ws, hub, queue, last, (closed, revoked))
-            if revoked.done():
-                await ws.close(code=ACCESS_REVOKED, message=b"access revoked: log in again")
-        except TimeoutError:
-            await ws.close(code=TOKEN_EXPIRED, message=b"token expired: reconnect with a fresh one and since")
-        finally:
-            closed.cancel()
-            revoked.cancel()
+    async with hub.subscription(user.id) as queue:
+        with request.app[DAEMON].metrics.websockets.track_inprogress():
+            await _serve(ws, hub, queue, store, claims, param(request, "stream"), since)
     return ws
+
+
+async def _serve(ws: web.WebSocketResponse, hub: LiveEvents, queue: asyncio.Queue[Event | None], store: Store,
+                 claims: TokenClaims, stream: str, since: int | None) -> None:
+    """Catch the socket up, then forward the user's events until it closes, the token expires or the user's
+    access is revoked."""
+    last = await _catch_up(ws, hub, claims.user_id, stream, since)
+    closed = asyncio.create_task(_until_closed(ws))
+    revoked = asyncio.create_task(_until_revoked(store, claims))
+    try:
+        async with asyncio.timeout(max(claims.expires_at - time.time(), 0)):
+            await _forward(ws, hub, queue, last, (closed, revoked))
+        if revoked.done():
+            await ws.close(code=ACCESS_REVOKED, message=b"access revoked: log in again")
+    except TimeoutError:
+        await ws.close(code=TOKEN_EXPIRED, message=b"token expired: reconnect with a fresh one and since")
+    finally:
+        closed.cancel()
+        revoked.cancel()
 
 
 async def close_sockets(app: web.Application) -> None:
@@ -117,10 +125,11 @@ async def close_sockets(app: web.Application) -> None:
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutting down: reconnect with since")
 
 
-async def _catch_up(ws: web.WebSocketResponse, hub: EventHub, user_id: int, stream: str, since: int | None) -> int:
+async def _catch_up(ws: web.WebSocketResponse, hub: LiveEvents, user_id: int, stream: str | None,
+                    since: int | None) -> int:
     """Send the greeting or the replay; return the sequence number the live stream continues after."""
-    if since is None or (missed := hub.missed(user_id, stream, since)) is None:
-        last = hub.last_seq(user_id)
+    if since is None or (missed := await hub.replay(user_id, stream or "", since)) is None:
+        last = await hub.latest(user_id)
         await ws.send_json({"type": "hello" if since is None else "resync", "stream": hub.stream, "seq": last})
         return last
     for event in missed:
@@ -128,7 +137,7 @@ async def _catch_up(ws: web.WebSocketResponse, hub: EventHub, user_id: int, stre
     return missed[-1].seq if missed else since
 
 
-async def _forward(ws: web.WebSocketResponse, hub: EventHub, queue: asyncio.Queue[Event | None], last: int,
+async def _forward(ws: web.WebSocketResponse, hub: LiveEvents, queue: asyncio.Queue[Event | None], last: int,
                    endings: tuple[asyncio.Task[None], ...]) -> None:
     """Send live events until one of ``endings`` finishes or the subscriber falls too far behind."""
     while not any(ending.done() for ending in endings):

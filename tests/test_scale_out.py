@@ -1,0 +1,136 @@
+"""Several daemons on one PostgreSQL database (issue 15): their live events are shared through it.
+
+Skipped, saying why, where no PostgreSQL server answers at 127.0.0.1:5432.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from conftest import POSTGRES_URL, Accounts, fake_sections, postgres_schema
+from lazyd.jobs.shared_events import SharedEventHub
+from lazyd.web import create_app
+from lazyd.web.keys import DAEMON
+from pipeline_helpers import TONES, tone_sequence, upload
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    async with postgres_schema() as schema:
+        yield f"{POSTGRES_URL}?search_path={schema}"
+
+
+@pytest.fixture
+async def hubs(database_url) -> AsyncIterator[Callable[[], SharedEventHub]]:
+    """Event hubs of as many daemons as the test asks for, on the same database (migrated first)."""
+    from lazyd.store import Store
+
+    store = await Store.open(database_url)
+    started: list[SharedEventHub] = []
+
+    async def start(**options) -> SharedEventHub:
+        hub = SharedEventHub(database_url, **options)
+        await hub.start()
+        started.append(hub)
+        return hub
+
+    yield start
+    for hub in started:
+        await hub.close()
+    await store.close()
+
+
+async def latest_is(hub: SharedEventHub, user_id: int, seq: int) -> None:
+    async with asyncio.timeout(5):
+        while await hub.latest(user_id) < seq:
+            await asyncio.sleep(0.02)
+
+
+async def test_a_users_events_from_two_daemons_are_numbered_in_one_sequence_and_reach_both(hubs):
+    first, second = await hubs(), await hubs()
+    async with first.subscription(7) as on_first, second.subscription(7) as on_second:
+        first.publish(7, "state", transcription_id=1, state="queued")
+        await latest_is(first, 7, 1)
+        second.publish(7, "state", transcription_id=1, state="in_progress")
+        second.publish(8, "state", transcription_id=2, state="queued")  # another user's: not delivered here
+        first.publish(7, "segment", transcription_id=1, text="word " * 3000)  # far over NOTIFY's 8000 bytes
+        got = {name: [await asyncio.wait_for(queue.get(), 5) for _ in range(3)]
+               for name, queue in (("first", on_first), ("second", on_second))}
+        assert on_first.empty() and on_second.empty()
+    for events in got.values():
+        assert [(event.seq, event.type) for event in events] == [(1, "state"), (2, "state"), (3, "segment")]
+        assert events[2].data["text"] == "word " * 3000
+    assert await second.latest(8) == 1
+
+
+async def test_a_client_replays_on_one_daemon_what_another_published(hubs):
+    first, second = await hubs(), await hubs()
+    for n in range(4):
+        first.publish(7, "progress", transcription_id=1, done_secs=float(n))
+    await latest_is(first, 7, 4)
+    replayed = await second.replay(7, first.stream, 2)
+    assert [(event.seq, event.data["done_secs"]) for event in replayed] == [(3, 2.0), (4, 3.0)]
+    assert await second.replay(7, first.stream, 4) == []
+    assert await second.replay(7, first.stream, 9) is None  # a number this database never gave
+    assert await second.replay(7, "a-single-daemons-stream", 2) is None
+
+
+async def test_events_older_than_kept_are_not_replayed_but_say_resync(hubs):
+    hub = await hubs(keep_secs=0.0)
+    hub.publish(7, "progress", transcription_id=1, done_secs=1.0)
+    hub.publish(7, "progress", transcription_id=1, done_secs=2.0)
+    await latest_is(hub, 7, 2)
+    await asyncio.sleep(0.05)
+    assert await hub._log.prune(0.0) == 2
+    assert await hub.replay(7, hub.stream, 0) is None
+    assert await hub.replay(7, hub.stream, 2) == []  # nothing was missed
+
+
+# -- whole daemons -------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def control(tmp_path: Path) -> Path:
+    return tmp_path / "fake" / "control.json"
+
+
+@pytest.fixture
+async def api_node(aiohttp_client, make_config, database_url) -> TestClient:
+    """A daemon that only serves the API (``[scheduler] enabled = false``)."""
+    return await aiohttp_client(create_app(make_config(database_url)))
+
+
+@pytest.fixture
+async def worker_node(aiohttp_client, make_config, database_url, control) -> TestClient:
+    """A daemon on the same database that transcribes (the FAKE backend)."""
+    return await aiohttp_client(create_app(make_config(database_url, fake_sections(control))))
+
+
+async def test_a_client_of_one_daemon_follows_a_job_another_daemon_runs(api_node, worker_node, tmp_path):
+    headers = await Accounts(api_node).headers("alice", can_interact=True)
+    socket = await api_node.ws_connect("/ws", headers=headers)
+    hello = await socket.receive_json(timeout=5)
+    response = await upload(api_node, headers, tone_sequence(tmp_path / "lecture.wav", TONES[:12]))
+    job_id = (await response.json())["task_id"]
+
+    events = []
+    async with asyncio.timeout(60):
+        while not (events and events[-1]["type"] == "state" and events[-1]["state"] == "completed"):
+            events.append(await socket.receive_json())
+    await socket.close()
+    assert [event["seq"] for event in events] == list(range(hello["seq"] + 1, hello["seq"] + 1 + len(events)))
+    assert [event["state"] for event in events if event["type"] == "state"] == ["queued", "in_progress", "completed"]
+    assert {"segment", "progress", "chunk"} <= {event["type"] for event in events}
+    assert all(event["transcription_id"] == job_id for event in events)
+    assert api_node.app[DAEMON].scheduler is None and worker_node.app[DAEMON].scheduler is not None
+
+    again = await worker_node.ws_connect(f"/ws?stream={hello['stream']}&since={events[2]['seq']}", headers=headers)
+    replayed = [await again.receive_json(timeout=5) for _ in events[3:]]
+    await again.close()
+    assert replayed == events[3:]  # the other daemon replays the same events, numbers and all
