@@ -24,6 +24,7 @@ from .audio import AudioError
 from .auth import PasswordHasher
 from .backup import BackupError, backup, point_audio_here, restore_files
 from .config import Config, ConfigError, effective_config, load_config
+from .daemon import Daemon
 from .host import probe_host
 from .inbox import InboxError
 from .exporters import ExportOptions, Exporter, Transcript
@@ -231,23 +232,33 @@ async def serve(config: Config) -> None:
     """Run until SIGINT or SIGTERM, then stop accepting, finish cleanup and return. Under systemd, say
     when it is ready, how the queue stands, that it is alive, and when it stops (:mod:`lazyd.systemd`)."""
     stop = _stop_on_signals()
-    notifier = Notifier()
+    if not config.server.listen:
+        async with Daemon(config, load_registry(modules=config.plugins.modules)) as daemon:
+            log.info("lazyd %s running without HTTP ([server] listen = false), store %s (schema v%d), data in %s",
+                     __version__, daemon.store.describe(), await daemon.store.schema_version(), config.data_dir)
+            await _until_stopped(stop, daemon.store)
+        return
     runner = ApiRunner(create_app(config), handle_signals=False, access_log_class=AccessLogger,
                        shutdown_timeout=REQUESTS_SHUTDOWN_SECS)
     await runner.setup()
     try:
         await _start_site(runner, config)
-        store = runner.app[DAEMON].store
-        notifier.ready(await _status_line(store))
-        informing = asyncio.create_task(notifier.keep_informed(lambda: _status_line(store)))
-        try:
-            await stop.wait()
-        finally:
-            await stop_task(informing)
-        log.info("stopping")
-        notifier.stopping()
+        await _until_stopped(stop, runner.app[DAEMON].store)
     finally:
         await runner.cleanup()
+
+
+async def _until_stopped(stop: asyncio.Event, store: Store) -> None:
+    """Tell systemd it is ready and keep it informed until ``stop`` is set."""
+    notifier = Notifier()
+    notifier.ready(await _status_line(store))
+    informing = asyncio.create_task(notifier.keep_informed(lambda: _status_line(store)))
+    try:
+        await stop.wait()
+    finally:
+        await stop_task(informing)
+    log.info("stopping")
+    notifier.stopping()
 
 
 async def _status_line(store: Store) -> str:

@@ -38,6 +38,8 @@ def secret(default: str = "") -> Any:
 
 @dataclass(frozen=True)
 class ServerConfig:
+    listen: bool = True
+    """``false``: a worker-only node, which transcribes and watches its inboxes but answers no HTTP."""
     host: str = "127.0.0.1"
     port: int = 8000
     max_json_body_kb: int = 1024

@@ -44,8 +44,21 @@ async def postgres_schema() -> AsyncIterator[str]:
     try:
         yield schema
     finally:
-        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await _drop_schema(admin, schema)
         await admin.close()
+
+
+async def _drop_schema(admin: asyncpg.Connection, schema: str, tries: int = 20) -> None:
+    """Drop it, even while the test's app still writes into it: pytest tears this fixture down before
+    aiohttp_client closes the app, so a daemon's live-event writer may hold a lock the drop needs and
+    PostgreSQL breaks the deadlock by refusing the drop; it is tried again."""
+    for _ in range(tries - 1):
+        try:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+            return
+        except asyncpg.DeadlockDetectedError:
+            await asyncio.sleep(0.1)
+    await admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -6,6 +6,8 @@ Skipped, saying why, where no PostgreSQL server answers at 127.0.0.1:5432.
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -13,10 +15,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from conftest import POSTGRES_URL, Accounts, fake_sections, postgres_schema
+from daemon_processes import Daemon, Daemons, Database, fake_calls, info, login, transcript, wait_for_state
+from daemon_processes import upload as upload_file
 from lazyd.jobs.shared_events import SharedEventHub
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
-from pipeline_helpers import TONES, tone_sequence, upload
+from pipeline_helpers import TONES, expected_text, tone_sequence, upload
 
 pytestmark = pytest.mark.postgres
 
@@ -134,3 +138,79 @@ async def test_a_client_of_one_daemon_follows_a_job_another_daemon_runs(api_node
     replayed = [await again.receive_json(timeout=5) for _ in events[3:]]
     await again.close()
     assert replayed == events[3:]  # the other daemon replays the same events, numbers and all
+
+
+# -- daemons as processes ------------------------------------------------------------------------------------
+
+CLUSTER_JOBS = 30
+CLUSTER_LEASE_SECS = 3.0
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Daemons]:
+    """Daemons started as processes on one PostgreSQL schema and one data directory, each node with its own
+    FAKE backend log (``fake-<node>/calls.log``)."""
+    async with postgres_schema() as schema:
+        database = Database(f"{POSTGRES_URL}?search_path={schema}", schema=schema)
+        daemons = Daemons(tmp_path, database, tmp_path / "fake" / "control.json")
+        daemons.add_user("alice")
+        yield daemons
+        daemons.clean_up()
+
+
+async def start_node(cluster: Daemons, name: str, *, delay: float, http: bool = True) -> Daemon:
+    control = cluster.tmp_path / f"fake-{name}" / "control.json"
+    control.parent.mkdir(parents=True, exist_ok=True)
+    control.write_text(json.dumps({"delay": delay}))
+    return await cluster.start(ready="listening on" if http else "running without HTTP",
+                               LAZYD_SCHEDULER__NODE_NAME=name, LAZYD_TRANSCRIPTION__MODEL=str(control),
+                               LAZYD_SERVER__LISTEN=str(http).lower(),
+                               LAZYD_SCHEDULER__LEASE_SECS=str(CLUSTER_LEASE_SECS),
+                               LAZYD_LIMITS__ACTIVE_JOBS_PER_USER=str(CLUSTER_JOBS))
+
+
+def calls_of(cluster: Daemons, name: str) -> list[str]:
+    return fake_calls(cluster.tmp_path / f"fake-{name}" / "control.json")
+
+
+async def test_three_daemons_share_thirty_jobs_each_chunk_done_once(cluster, tmp_path):
+    first = await start_node(cluster, "node-a", delay=0.02)
+    await start_node(cluster, "node-b", delay=0.02)
+    await start_node(cluster, "node-c", delay=0.02, http=False)  # a worker-only node
+    audio = tone_sequence(tmp_path / "lecture.wav", TONES[:12])  # two 8 s chunks
+    async with first.session() as session:
+        headers = await login(session)
+        jobs = [await upload_file(session, headers, audio) for _ in range(CLUSTER_JOBS)]
+        for job_id in jobs:
+            await wait_for_state(session, headers, job_id, "completed", timeout=120)
+        nodes = {(await info(session, headers, job_id))["node"] for job_id in jobs}
+    assert nodes == {"node-a", "node-b", "node-c"}  # the work spread over every node
+    for job_id in jobs:
+        assert await cluster.database.chunk_counts(job_id) == {0: 1, 1: 1}
+    calls = {name: len(calls_of(cluster, name)) for name in ("node-a", "node-b", "node-c")}
+    assert sum(calls.values()) == 2 * CLUSTER_JOBS, calls  # no chunk decoded twice
+
+
+async def test_a_job_of_a_killed_daemon_is_finished_by_another_with_nothing_lost_or_doubled(cluster, tmp_path):
+    first = await start_node(cluster, "node-a", delay=0.2)
+    audio = tone_sequence(tmp_path / "lecture.wav", TONES + TONES)  # five chunks, 1.6 s each
+    async with first.session() as session:
+        headers = await login(session)
+        job_id = await upload_file(session, headers, audio)
+        async with asyncio.timeout(30):
+            while (await transcript(session, headers, job_id))["total"] < 2:
+                await asyncio.sleep(0.05)
+    first.process.send_signal(signal.SIGKILL)
+    assert await first.exit_status() == -signal.SIGKILL
+    done_on_a = len(calls_of(cluster, "node-a"))
+
+    second = await start_node(cluster, "node-b", delay=0.2)
+    async with second.session() as session:
+        headers = await login(session)
+        finished = await wait_for_state(session, headers, job_id, "completed", timeout=60)
+        texts = [chunk["transcription"] for chunk in (await transcript(session, headers, job_id))["transcriptions"]]
+    assert finished["node"] == "node-b"
+    assert await cluster.database.chunk_counts(job_id) == {number: 1 for number in range(5)}
+    assert " ".join(texts) == expected_text(TONES + TONES)
+    redone = len(calls_of(cluster, "node-a")) + len(calls_of(cluster, "node-b")) - 5
+    assert redone <= 1 and done_on_a >= 2  # at most the chunk that was being decoded at the kill

@@ -139,7 +139,7 @@ async def test_info_returns_the_seed_object(client, accounts):
     job = await make_job(alice_user, "completed", ("x" * 300,))
     headers = {"Authorization": f"Bearer {(await accounts.login('alice'))['access_token']}"}
     body = await (await client.get(f"/transcript/info?transcript_id={job.id}", headers=headers)).json()
-    assert set(body) == TRANSCRIPTION_KEYS | {"language", "language_probability"}  # the seed's, and lazyd's
+    assert set(body) == TRANSCRIPTION_KEYS | {"language", "language_probability", "node"}  # and lazyd's details
     assert body["description"] == "x" * 256 and body["current_state"] == "completed"
     assert (body["language"], body["language_probability"]) == ("", None)  # no chunk said
 

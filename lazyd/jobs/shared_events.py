@@ -36,7 +36,9 @@ class SharedEventHub:
         self._log = EventLog(url)
         self._keep_secs = keep_secs
         self._subscribers = Subscribers(queue_size)
-        self._outbox: asyncio.Queue[tuple[int, str, dict[str, Any]]] = asyncio.Queue(outbox_limit)
+        self._outbox: asyncio.Queue[tuple[int, str, dict[str, Any]] | None] = asyncio.Queue()
+        """Events waiting to be stored; ``None`` tells the writer to stop once it has stored those before."""
+        self._outbox_limit = outbox_limit
         self._handed_on: dict[int, int] = {}
         """For each user a local client follows: the number of the last event handed to the subscribers."""
         self._readers: dict[int, asyncio.Task[None]] = {}
@@ -51,11 +53,13 @@ class SharedEventHub:
                        asyncio.create_task(self._prune(), name="events: pruning")]
 
     async def close(self) -> None:
-        """Write what is still in the outbox (briefly), then disconnect."""
-        with contextlib.suppress(TimeoutError, *DATABASE_ERRORS, ConnectionError):
-            async with asyncio.timeout(2.0):
-                while not self._outbox.empty():
-                    await self._log.append(self._take_batch())
+        """Store what is still in the outbox (for up to two seconds), then disconnect. The writer is never
+        cancelled inside a transaction while it has time: a half-written batch would hold its locks."""
+        writer, *others = self._tasks or [None]
+        if writer is not None:
+            self._outbox.put_nowait(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(writer), 2.0)
         for task in [*self._tasks, *self._readers.values()]:
             await stop_task(task)
         await self._log.close()
@@ -82,27 +86,34 @@ class SharedEventHub:
     # -- publishing ---------------------------------------------------------------------------------------
 
     def publish(self, user_id: int, type_: str, **data: Any) -> None:
-        try:
-            self._outbox.put_nowait((user_id, type_, data))
-        except asyncio.QueueFull:
+        if self._outbox.qsize() >= self._outbox_limit:
             log.error("dropping a live event: %d are waiting for the database", self._outbox.qsize())
-
-    def _take_batch(self) -> list[tuple[int, str, dict[str, Any]]]:
-        batch = []
-        while not self._outbox.empty() and len(batch) < BATCH:
-            batch.append(self._outbox.get_nowait())
-        return batch
+            return
+        self._outbox.put_nowait((user_id, type_, data))
 
     async def _write_outbox(self) -> None:
+        """Store the outbox in batches, in order, until told to stop."""
         while True:
-            batch = [await self._outbox.get(), *self._take_batch()]
-            while True:
-                try:
-                    await self._log.append(batch)
+            batch: list[tuple[int, str, dict[str, Any]]] = []
+            item = await self._outbox.get()
+            while item is not None:
+                batch.append(item)
+                if self._outbox.empty() or len(batch) >= BATCH:
                     break
-                except (*DATABASE_ERRORS, ConnectionError) as error:
-                    log.warning("could not store %d live events (%s); retrying", len(batch), error)
-                    await asyncio.sleep(RECONNECT_SECS)
+                item = self._outbox.get_nowait()
+            if batch:
+                await self._store(batch)
+            if item is None:
+                return
+
+    async def _store(self, batch: list[tuple[int, str, dict[str, Any]]]) -> None:
+        while True:
+            try:
+                await self._log.append(batch)
+                return
+            except (*DATABASE_ERRORS, ConnectionError) as error:
+                log.warning("could not store %d live events (%s); retrying", len(batch), error)
+                await asyncio.sleep(RECONNECT_SECS)
 
     async def _prune(self) -> None:
         while True:

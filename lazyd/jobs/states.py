@@ -174,8 +174,8 @@ class JobStates:
         if self.store.is_postgres:
             candidate = candidate.for_update("FOR UPDATE SKIP LOCKED")
         claim = (Transcription
-                 .update(current_state=IN_PROGRESS, lease_owner=owner, lease_expires_at=now + lease,
-                         update_date=now)
+                 .update(current_state=IN_PROGRESS, lease_owner=owner, node=owner.split("/", 1)[0],
+                         lease_expires_at=now + lease, update_date=now)
                  .where(Transcription.id.in_(candidate), runnable)
                  .returning(Transcription))
         rows = await self.store.run(lambda: list(claim.execute()))

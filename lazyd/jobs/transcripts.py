@@ -43,6 +43,8 @@ class TranscriptionJson(TypedDict):
     """Seconds of the recording in finished chunks (lazyd's addition; live progress comes over ``GET /ws``)."""
     language: NotRequired[str | None]
     language_probability: NotRequired[float | None]
+    node: NotRequired[str]
+    """The daemon that ran its latest attempt ("" before one did)."""
 
 
 def transcription_json(row: Transcription, description: str, done_secs: float) -> TranscriptionJson:
@@ -93,7 +95,7 @@ async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[T
 async def one_transcription_json(store: Store, row: Transcription) -> TranscriptionJson:
     """The seed's object for one transcription, plus lazyd's details (the list keeps the seed's shape)."""
     [data] = await transcriptions_json(store, [row])
-    return data | {"language": row.language, "language_probability": row.language_probability}
+    return data | {"language": row.language, "language_probability": row.language_probability, "node": row.node}
 
 
 ChunkRow = tuple[int, float, float, str, str | None, str]

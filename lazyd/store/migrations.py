@@ -289,6 +289,11 @@ def _v10_live_events(db: peewee.Database) -> None:
     db.create_tables([LiveEvent, LiveEventCounter])
 
 
+def _v11_job_node(db: peewee.Database) -> None:
+    """Which daemon ran a job's latest attempt, for people (the lease says who holds it now)."""
+    db.execute_sql("ALTER TABLE transcriptions ADD COLUMN node VARCHAR(128) NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
@@ -300,6 +305,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "segment texts, indexed for full-text search", _v8_segment_search),
     Migration(9, "corrections and labels of segments", _v9_segment_corrections),
     Migration(10, "live events shared by the daemons of one database", _v10_live_events),
+    Migration(11, "the node that ran a job", _v11_job_node),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -67,6 +67,8 @@ class Transcription(BaseModel):
     language_probability = peewee.DoubleField(null=True)
     last_error = peewee.TextField(default="")
     lease_owner = peewee.CharField(max_length=128, default="")
+    node = peewee.CharField(max_length=128, default="")
+    """The daemon that ran (or runs) the job's latest attempt (``[scheduler] node_name``)."""
     lease_expires_at = peewee.DateTimeField(null=True)
     next_attempt_at = peewee.DateTimeField(null=True)
 
