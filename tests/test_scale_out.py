@@ -214,3 +214,32 @@ async def test_a_job_of_a_killed_daemon_is_finished_by_another_with_nothing_lost
     assert " ".join(texts) == expected_text(TONES + TONES)
     redone = len(calls_of(cluster, "node-a")) + len(calls_of(cluster, "node-b")) - 5
     assert redone <= 1 and done_on_a >= 2  # at most the chunk that was being decoded at the kill
+
+
+async def test_a_daemon_frozen_past_its_lease_loses_the_job_and_writes_nothing_into_it(cluster, tmp_path):
+    """A long pause (here SIGSTOP) or a network split: another daemon takes the job over once the lease
+    has expired, and the frozen one, thawed, finds its lease gone and stops without writing."""
+    first = await start_node(cluster, "node-a", delay=0.2)
+    audio = tone_sequence(tmp_path / "lecture.wav", TONES + TONES)  # five chunks, 1.6 s each
+    async with first.session() as session:
+        headers = await login(session)
+        job_id = await upload_file(session, headers, audio)
+        async with asyncio.timeout(30):
+            while (await transcript(session, headers, job_id))["total"] < 1:
+                await asyncio.sleep(0.05)
+    first.process.send_signal(signal.SIGSTOP)  # its worker decodes on; the daemon can neither renew nor write
+    try:
+        second = await start_node(cluster, "node-b", delay=0.2)
+        async with second.session() as session:
+            headers = await login(session)
+            finished = await wait_for_state(session, headers, job_id, "completed", timeout=60)
+    finally:
+        first.process.send_signal(signal.SIGCONT)
+    await first.wait_for_log(f"transcription {job_id}: lease lost", timeout=30)
+    await asyncio.sleep(1.0)  # what the thawed daemon would write, it would have written by now
+    assert finished["node"] == "node-b"
+    assert await cluster.database.chunk_counts(job_id) == {number: 1 for number in range(5)}
+    async with second.session() as session:
+        texts = [chunk["transcription"] for chunk in (await transcript(session, headers, job_id))["transcriptions"]]
+    assert " ".join(texts) == expected_text(TONES + TONES)
+    assert (await cluster.database.job(job_id))["current_state"] == "completed"

@@ -24,7 +24,7 @@ from ..backend import DetectedLanguage, Segment, Word
 from ..config import Config
 from ..metrics import Metrics
 from ..options import JobOptions, TranscribeOptions, load_options
-from ..store import Transcription, TranscriptionChunk
+from ..store import DATABASE_ERRORS, Transcription, TranscriptionChunk
 from .cuts import Span, last_word
 from .events import EventHub
 from .states import ChunkResult, JobStates
@@ -34,6 +34,8 @@ from .worker import (ChunkDone, ChunkRequest, Timeouts, WorkerDied, WorkerError,
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_SECS = (1, 5, 30, 120)
+SAVE_RETRY_SECS = 1.0
+"""How often a decoded chunk is offered again to a database that did not answer."""
 
 
 def job_options(config: Config, job: Transcription) -> JobOptions:
@@ -323,7 +325,7 @@ class Scheduler:
                 unit.take_turn(after)
                 if await decoded is None:
                     return False
-                if not await self.states.save_chunk(job.id, run.owner, unit.result(decoded.result().language)):
+                if not await self._save(run, unit.result(decoded.result().language)):
                     return False
                 self._chunk_done(run, unit)
                 in_flight.popleft()
@@ -333,6 +335,21 @@ class Scheduler:
                 for _, task in in_flight:
                     task.cancel()
             await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
+
+    async def _save(self, run: Run, result: ChunkResult) -> bool:
+        """Commit a decoded chunk; ``False`` when the lease is no longer ours. While the database does not
+        answer (a restart, a network blip) the chunk is kept and saved again, for as long as the lease may
+        still be ours: after that another daemon may have taken the job over and decodes the chunk itself."""
+        give_up_at = time.monotonic() + self.lease.total_seconds()
+        while True:
+            try:
+                return await self.states.save_chunk(run.job.id, run.owner, result)
+            except DATABASE_ERRORS as error:
+                if time.monotonic() >= give_up_at or run.cancelled.is_set():
+                    raise
+                log.warning("transcription %d: cannot save chunk %d yet (%s); keeping it and trying again",
+                            run.job.id, result.chunk_no, error)
+                await asyncio.sleep(SAVE_RETRY_SECS)
 
     def _chunk_done(self, run: Run, unit: Unit) -> None:
         audio_secs, decode_secs = unit.span.end - unit.span.start, time.monotonic() - unit.started_at
