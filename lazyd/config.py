@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import tomllib
 import types
 import typing
@@ -108,6 +109,10 @@ class SchedulerConfig:
     poll_secs: float = 2.0
     worker_niceness: int = 10
     unload_idle_secs: float = 300.0
+
+    def node(self) -> str:
+        """This daemon's name among those sharing a database: ``node_name``, else the host name."""
+        return self.node_name or socket.gethostname()
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class Daemon:
         self.host = probe_host()
         self.started_at = int(time.time())
         """When this daemon started, in Unix seconds."""
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.scheduler.node())
         """What ``GET /metrics`` exposes (:mod:`lazyd.metrics`)."""
         self.backend = BackendStatus(scheduler=config.scheduler.enabled)
         self.scheduler: Scheduler | None = None

@@ -2,7 +2,8 @@
 
 Under systemd (``$JOURNAL_STREAM`` names the journal as standard error) a text line carries no time of
 its own, since journald adds one, and starts with the ``<N>`` priority prefix journald reads, so that
-``journalctl -p warning`` works. A JSON line has ``time``, ``level``, ``logger`` and ``message``, plus the
+``journalctl -p warning`` works. A JSON line has ``time``, ``level``, ``logger``, ``node`` (the daemon's
+name, ``[scheduler] node_name``) and ``message``, plus the
 fields of the access log (``request_id``, ``route``, ``status``, ``duration_ms``, ``user_id``...).
 """
 
@@ -31,6 +32,7 @@ def configure_logging(config: Config, environ: Mapping[str, str] = os.environ) -
         raise ConfigError(f"'logging.format' must be one of {', '.join(FORMATS)}, got {config.logging.format!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter(config.logging.format, under_journald(environ)))
+    handler.addFilter(NodeNamer(config.scheduler.node()))
     logging.basicConfig(level=config.logging.level.upper(), handlers=[handler])
 
 
@@ -58,13 +60,25 @@ class JournalFormatter(logging.Formatter):
         return super().format(record)
 
 
+class NodeNamer(logging.Filter):
+    """Names the daemon on each record (``node``): the lines of several daemons may end up together."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__()
+        self.node = node
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.node = self.node
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
-                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage(),
-                **getattr(record, "fields", {})}
+                "level": record.levelname.lower(), "logger": record.name, "node": getattr(record, "node", ""),
+                "message": record.getMessage(), **getattr(record, "fields", {})}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

@@ -24,9 +24,11 @@ LOAD_SECONDS_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300)
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, node: str = "") -> None:
         self.registry = CollectorRegistry()
         add = {"registry": self.registry}
+        Gauge("lazyd_node_info", "This daemon, by its node name (several may share a database)", ["node"],
+              **add).labels(node=node).set(1)
         self.jobs = Gauge("lazyd_jobs", "Transcriptions in each state", ["state"], **add)
         self.queue_depth = Gauge("lazyd_queue_depth", "Transcriptions waiting to be claimed", **add)
         self.oldest_queued = Gauge("lazyd_queue_oldest_age_seconds",

@@ -43,7 +43,8 @@ def daemon_env(tmp_path: Path, log_format: str) -> dict[str, str]:
             "LAZYD_TRANSCRIPTION__BACKEND": "fake", "LAZYD_TRANSCRIPTION__MODEL": str(control),
             "LAZYD_TRANSCRIPTION__CHUNK_SECS": "8", "LAZYD_LIMITS__MIN_AUDIO_SECS": "1",
             "LAZYD_SCHEDULER__POLL_SECS": "0.2", "LAZYD_AUTH__BCRYPT_ROUNDS": "4",
-            "LAZYD_LOGGING__LEVEL": "debug", "LAZYD_LOGGING__FORMAT": log_format}
+            "LAZYD_LOGGING__LEVEL": "debug", "LAZYD_LOGGING__FORMAT": log_format,
+            "LAZYD_SCHEDULER__NODE_NAME": "lecture-hall-2"}
 
 
 async def use_every_secret(base: str, tmp_path: Path) -> list[str]:
@@ -104,6 +105,7 @@ async def test_no_secret_reaches_the_log_and_each_request_and_job_step_has_its_l
     lines = log.splitlines()
     if log_format == "json":
         records = [json.loads(line) for line in lines]  # every line is one JSON object
+        assert {record["node"] for record in records} == {"lecture-hall-2"}
         [login] = [r for r in records if r.get("route") == "/auth/login"]
         assert (login["method"], login["status"], login["user_id"]) == ("POST", 200, None)
         assert len(login["request_id"]) == 16 and login["duration_ms"] >= 0

@@ -180,6 +180,11 @@ async def test_metrics_change_when_a_job_runs(transcribing, tmp_path):
     assert after[("lazyd_websocket_connections", ())] == 0
 
 
+async def test_the_metrics_name_the_node(aiohttp_client, make_config, database_url):
+    client = await aiohttp_client(create_app(make_config(database_url, {"scheduler": {"node_name": "gpu-box-2"}})))
+    assert (await scrape(client))[("lazyd_node_info", (("node", "gpu-box-2"),))] == 1
+
+
 async def test_the_queue_metrics_show_a_waiting_job_and_its_age(client, accounts, database_url):
     headers = await accounts.headers("alice", can_interact=True)
     me = await (await client.get("/auth/info", headers=headers)).json()

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import secrets
-import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -126,7 +125,7 @@ class Scheduler:
         self.events: EventHub = states.events
         self.setup = setup
         self.metrics = metrics
-        node = config.scheduler.node_name or socket.gethostname()
+        node = config.scheduler.node()
         self.node_prefix = f"{node}/"
         self.owner = f"{node}/{secrets.token_hex(4)}/"
         """This run of the daemon; each slot holds its leases as ``<owner><slot>``."""
