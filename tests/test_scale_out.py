@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from conftest import POSTGRES_URL, Accounts, fake_sections, postgres_schema
+from conftest import POSTGRES_URL, Accounts, admin_health, fake_sections, postgres_schema
 from daemon_processes import Daemon, Daemons, Database, fake_calls, info, login, transcript, wait_for_state
 from daemon_processes import upload as upload_file
 from lazyd.jobs.shared_events import SharedEventHub
@@ -107,13 +107,21 @@ def control(tmp_path: Path) -> Path:
 @pytest.fixture
 async def api_node(aiohttp_client, make_config, database_url) -> TestClient:
     """A daemon that only serves the API (``[scheduler] enabled = false``)."""
-    return await aiohttp_client(create_app(make_config(database_url)))
+    return await aiohttp_client(create_app(make_config(database_url, {"scheduler": {"node_name": "front",
+                                                                                    "enabled": False}})))
 
 
 @pytest.fixture
-async def worker_node(aiohttp_client, make_config, database_url, control) -> TestClient:
-    """A daemon on the same database that transcribes (the FAKE backend)."""
-    return await aiohttp_client(create_app(make_config(database_url, fake_sections(control))))
+async def worker_node(aiohttp_client, make_config, database_url, control, tmp_path) -> TestClient:
+    """A daemon on the same database that transcribes (the FAKE backend), with a model of its own."""
+    models = tmp_path / "worker-models" / "lecture-tuned"
+    models.mkdir(parents=True)
+    for name in ("config.json", "model.bin"):
+        (models / name).write_text("{}")
+    sections = fake_sections(control)
+    sections["scheduler"] = {**sections["scheduler"], "node_name": "gpu-1"}
+    sections["transcription"] = {**sections["transcription"], "models_dir": str(models.parent)}
+    return await aiohttp_client(create_app(make_config(database_url, sections)))
 
 
 async def test_a_client_of_one_daemon_follows_a_job_another_daemon_runs(api_node, worker_node, tmp_path):
@@ -243,3 +251,20 @@ async def test_a_daemon_frozen_past_its_lease_loses_the_job_and_writes_nothing_i
         texts = [chunk["transcription"] for chunk in (await transcript(session, headers, job_id))["transcriptions"]]
     assert " ".join(texts) == expected_text(TONES + TONES)
     assert (await cluster.database.job(job_id))["current_state"] == "completed"
+
+
+async def test_health_shows_an_admin_which_daemon_can_take_what(api_node, worker_node):
+    from lazyd.store import Transcription
+
+    alice = await Accounts(api_node).create("alice")
+    for model in ("lecture-tuned", "large-v3"):
+        await Transcription.acreate(creator=alice, audio_len_secs=30.0, chunk_size_secs=10.0, current_state="queued",
+                                    requested_model=model)
+    async with asyncio.timeout(10):
+        while len((health := await admin_health(api_node))["nodes"]) < 2 or not health["nodes"][1]["models"]:
+            await asyncio.sleep(0.1)
+    nodes = {node["name"]: node for node in health["nodes"]}
+    assert (nodes["front"]["api"], nodes["front"]["transcribes"], nodes["front"]["models"]) == (True, False, [])
+    assert (nodes["gpu-1"]["transcribes"], nodes["gpu-1"]["backend"]) == (True, "fake")
+    assert "lecture-tuned" in nodes["gpu-1"]["models"] and all(node["alive"] for node in nodes.values())
+    assert health["unclaimable_models"] == ["large-v3"]

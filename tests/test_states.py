@@ -11,11 +11,13 @@ from conftest import PASSWORD
 from lazyd import users
 from lazyd.auth import PasswordHasher
 from lazyd.jobs.events import EventHub
-from lazyd.jobs.states import ChunkResult, JobStates, RetryPolicy
+from lazyd.jobs.states import ChunkResult, JobStates, Quota, RetryPolicy
 from lazyd.store import Store, Transcription, utcnow
 
 LEASE = timedelta(seconds=30)
 THEIRS, OURS = "other-node/run1/0", "this-node/run1/0"
+QUOTA = Quota(None, None)
+"""No limit on jobs."""
 
 
 @pytest.fixture
@@ -94,3 +96,27 @@ async def test_a_resumed_job_knows_the_last_word_the_chunk_before_kept(states):
     scheduler = Scheduler(Config(), states, WorkerSetup("fake", ModelSpec()), Metrics())
     assert last_word(await scheduler._chunk_segments(job.id, 0)) == words[-1]
     assert await scheduler._chunk_segments(job.id, 1) == []
+
+
+async def test_a_daemon_claims_only_jobs_whose_model_it_has(states):
+    owner = await users.create_user(PasswordHasher(4), "alice", PASSWORD)
+    wants = {}
+    for model in ("medium", "small.en", ""):
+        job, _ = await states.enqueue(owner.id, QUOTA, audio_len_secs=30.0, chunk_size_secs=10.0,
+                                      options={"model": model} if model else {})
+        wants[job.id] = model
+    assert {job_id: (await Transcription.aget_by_id(job_id)).requested_model for job_id in wants} == wants
+    small = await states.claim("small-box/run1/0", LEASE, frozenset({"small.en", "tiny.en"}))
+    any_model = await states.claim("small-box/run1/1", LEASE, frozenset({"small.en", "tiny.en"}))
+    assert {wants[small.id], wants[any_model.id]} == {"small.en", ""}
+    assert await states.claim("small-box/run1/2", LEASE, frozenset({"small.en", "tiny.en"})) is None
+    big = await states.claim("big-box/run1/0", LEASE, frozenset({"medium"}))
+    assert wants[big.id] == "medium" and big.node == "big-box"
+
+
+async def test_a_model_given_as_a_path_is_anyones(states):
+    owner = await users.create_user(PasswordHasher(4), "alice", PASSWORD)
+    job, _ = await states.enqueue(owner.id, QUOTA, audio_len_secs=30.0, chunk_size_secs=10.0,
+                                  options={"model": "/srv/models/lecture-tuned"})
+    assert job.requested_model == ""
+    assert (await states.claim(OURS, LEASE, frozenset())).id == job.id

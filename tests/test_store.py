@@ -107,7 +107,7 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path):
 
 def test_every_model_is_bound_by_the_store():
     assert {model._meta.table_name for model in MODELS} == {
-        "users", "transcriptions", "transcription_chunks", "segment_texts", "inbox_files", "api_keys", "schema_version"}
+        "users", "transcriptions", "transcription_chunks", "segment_texts", "inbox_files", "api_keys", "nodes", "schema_version"}
 
 
 async def test_a_postgresql_server_that_refuses_the_connection_is_unhealthy_not_an_error():
@@ -131,7 +131,10 @@ async def test_the_chunks_of_an_older_database_become_searchable(database_url):
                                                             {"start": 3.0, "end": 5.0, "text": " Work."}])
     await TranscriptionChunk.acreate(transcription=job, chunk_no=1, text="A worker reported this without timings",
                                      start_secs=30, end_secs=60)
-    for statement in ("DROP TABLE IF EXISTS segment_search", "DROP TABLE segment_texts",
+    for statement in ("DROP TABLE IF EXISTS segment_search", "DROP TABLE segment_texts",  # back to schema 7
+                      "DROP TABLE live_events", "DROP TABLE live_event_counters", "DROP TABLE nodes",
+                      "ALTER TABLE transcriptions DROP COLUMN node",
+                      "ALTER TABLE transcriptions DROP COLUMN requested_model",
                       "DELETE FROM schema_version WHERE version >= 8"):
         await store.db.aexecute_sql(statement)
     await store.close()

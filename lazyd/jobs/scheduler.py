@@ -25,7 +25,7 @@ from ..metrics import Metrics
 from ..options import JobOptions, TranscribeOptions, load_options
 from ..store import DATABASE_ERRORS, Transcription, TranscriptionChunk
 from .cuts import Span, last_word
-from .events import EventHub
+from .events import LiveEvents
 from .states import ChunkResult, JobStates
 from .worker import (ChunkDone, ChunkRequest, Timeouts, WorkerDied, WorkerError, WorkerProcess, WorkerSetup,
                      WorkerStartFailed)
@@ -119,10 +119,12 @@ class Progress:
 
 
 class Scheduler:
-    def __init__(self, config: Config, states: JobStates, setup: WorkerSetup, metrics: Metrics) -> None:
+    def __init__(self, config: Config, states: JobStates, setup: WorkerSetup, metrics: Metrics,
+                 models: frozenset[str] | None = None) -> None:
+        """``models``: the names it may claim jobs for (``None``: any job, whatever model it names)."""
         self.config = config
         self.states = states
-        self.events: EventHub = states.events
+        self.events: LiveEvents = states.events
         self.setup = setup
         self.metrics = metrics
         node = config.scheduler.node()
@@ -133,6 +135,7 @@ class Scheduler:
         self.timeouts = Timeouts(stall=config.scheduler.stall_timeout_secs,
                                  cancel_grace=config.scheduler.cancel_grace_secs)
         self.worker_problem = ""
+        self.models = models
         self._wake = asyncio.Event()
         self._draining = asyncio.Event()
         self._slots: list[asyncio.Task[None]] = []
@@ -239,7 +242,7 @@ class Scheduler:
     async def _claim(self, owner: str) -> Transcription | None:
         """The next runnable job; ``None`` also when the database failed (logged; tried again at the next poll)."""
         try:
-            return await self.states.claim(owner, self.lease)
+            return await self.states.claim(owner, self.lease, self.models)
         except Exception:
             log.exception("cannot claim a job; trying again shortly")
             return None

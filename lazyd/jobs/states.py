@@ -88,6 +88,13 @@ class RetryPolicy:
     """Wait before the first retry; doubled for each further one."""
 
 
+def requested_model(options: dict[str, Any]) -> str:
+    """The model a job names, which not every daemon may have; "" for a daemon's own model, and for a path
+    (taken to be on storage every daemon sees)."""
+    model = str(options.get("model") or "")
+    return "" if "/" in model else model
+
+
 class JobStates:
     """Every state change of every transcription goes through here."""
 
@@ -106,7 +113,8 @@ class JobStates:
             await self._lock_user(creator_id)
             await self.check_active(creator_id, quota)
             removed = await self._make_room(creator_id, quota)
-            job = await Transcription.acreate(creator=creator_id, current_state=QUEUED, **fields)
+            job = await Transcription.acreate(creator=creator_id, current_state=QUEUED,
+                                              requested_model=requested_model(fields.get("options") or {}), **fields)
         await self._announce(job)
         return job, removed
 
@@ -161,8 +169,9 @@ class JobStates:
 
     # -- the scheduler's side -----------------------------------------------------------------------------
 
-    async def claim(self, owner: str, lease: timedelta) -> Transcription | None:
-        """Take the oldest runnable job in one statement: queued, due for a retry, or with a dead lease."""
+    async def claim(self, owner: str, lease: timedelta, models: frozenset[str] | None = None) -> Transcription | None:
+        """Take the oldest runnable job in one statement: queued, due for a retry, or with a dead lease; with
+        ``models``, only one that names none of its own or one of those."""
         now = utcnow()
         runnable = (
             (Transcription.current_state == QUEUED)
@@ -170,13 +179,17 @@ class JobStates:
                & (Transcription.next_attempt_at.is_null() | (Transcription.next_attempt_at <= now)))
             | ((Transcription.current_state == IN_PROGRESS) & (Transcription.lease_expires_at < now))
         )
+        if models is not None:
+            runnable &= (Transcription.requested_model == "") | Transcription.requested_model.in_(sorted(models))
+        # "id = (one id)", never "id IN (...)": PostgreSQL may run an IN subquery once per row, and each run of
+        # a SKIP LOCKED query can pick another job, so one claim took two (seen once a model filter was added)
         candidate = Transcription.select(Transcription.id).where(runnable).order_by(Transcription.id).limit(1)
         if self.store.is_postgres:
             candidate = candidate.for_update("FOR UPDATE SKIP LOCKED")
         claim = (Transcription
                  .update(current_state=IN_PROGRESS, lease_owner=owner, node=owner.split("/", 1)[0],
                          lease_expires_at=now + lease, update_date=now)
-                 .where(Transcription.id.in_(candidate), runnable)
+                 .where(Transcription.id == candidate, runnable)
                  .returning(Transcription))
         rows = await self.store.run(lambda: list(claim.execute()))
         if not rows:

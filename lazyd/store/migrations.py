@@ -294,6 +294,27 @@ def _v11_job_node(db: peewee.Database) -> None:
     db.execute_sql("ALTER TABLE transcriptions ADD COLUMN node VARCHAR(128) NOT NULL DEFAULT ''")
 
 
+def _v12_nodes(db: peewee.Database) -> None:
+    """The daemons sharing the database and what each can run; the model a job names, for the claim."""
+
+    class Node(peewee.Model):
+        name = peewee.CharField(max_length=128, primary_key=True)
+        api = peewee.BooleanField(default=True)
+        transcribes = peewee.BooleanField(default=False)
+        backend = peewee.CharField(max_length=64, default="")
+        models = peewee.TextField(default="[]")
+        version = peewee.CharField(max_length=32, default="")
+        started_at = peewee.DateTimeField()
+        seen_at = peewee.DateTimeField()
+
+        class Meta:
+            database = db
+            table_name = "nodes"
+
+    db.create_tables([Node])
+    db.execute_sql("ALTER TABLE transcriptions ADD COLUMN requested_model VARCHAR(256) NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "seed tables: users, transcriptions, transcription_chunks", _v1_seed_tables),
     Migration(2, "pipeline fields: audio file, chunk plan, leases, timestamped segments", _v2_pipeline_fields),
@@ -306,6 +327,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "corrections and labels of segments", _v9_segment_corrections),
     Migration(10, "live events shared by the daemons of one database", _v10_live_events),
     Migration(11, "the node that ran a job", _v11_job_node),
+    Migration(12, "the daemons of a database and the models they run", _v12_nodes),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

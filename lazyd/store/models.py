@@ -69,6 +69,8 @@ class Transcription(BaseModel):
     lease_owner = peewee.CharField(max_length=128, default="")
     node = peewee.CharField(max_length=128, default="")
     """The daemon that ran (or runs) the job's latest attempt (``[scheduler] node_name``)."""
+    requested_model = peewee.CharField(max_length=256, default="")
+    """The model the job names, which only daemons that have it claim ("" for any daemon's own)."""
     lease_expires_at = peewee.DateTimeField(null=True)
     next_attempt_at = peewee.DateTimeField(null=True)
 
@@ -161,6 +163,23 @@ class ApiKey(BaseModel):
         table_name = "api_keys"
 
 
+class Node(AsyncModel):
+    """A daemon on this database, as it last said: what it serves and which models it transcribes with.
+    Each one rewrites its row every :data:`lazyd.daemon.NODE_BEAT_SECS`; older rows are daemons gone."""
+
+    name = peewee.CharField(max_length=128, primary_key=True)
+    api = peewee.BooleanField(default=True)
+    transcribes = peewee.BooleanField(default=False)
+    backend = peewee.CharField(max_length=64, default="")
+    models = JSONField(default=list)
+    version = peewee.CharField(max_length=32, default="")
+    started_at = peewee.DateTimeField(default=utcnow)
+    seen_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "nodes"
+
+
 class SchemaVersion(AsyncModel):
     version = peewee.IntegerField(primary_key=True)
     description = peewee.CharField(max_length=256)
@@ -171,4 +190,4 @@ class SchemaVersion(AsyncModel):
 
 
 MODELS: tuple[type[peewee.Model], ...] = (User, Transcription, TranscriptionChunk, SegmentText, InboxFile, ApiKey,
-                                          SchemaVersion)
+                                          Node, SchemaVersion)

@@ -11,6 +11,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 
 from ..api_keys import KEY_START
 from ..daemon import DaemonStatus, InboxStatus, WorkerStatus
+from ..nodes import NodeStatus
 from ..jobs.transcripts import TranscriptionJson
 from ..store import ApiKey, TranscriptionChunk, User
 
@@ -212,6 +213,11 @@ class HealthJson(TypedDict):
     backend: BackendJson
     queue: dict[str, int]
     inboxes: list[InboxStatus]
+    nodes: list[NodeStatus]
+    """Every daemon on this database (this one too): whether it is alive, serves the API, transcribes, and
+    with which backend and models."""
+    unclaimable_models: list[str]
+    """Models that queued jobs name and no live daemon has: those jobs wait for one that has it."""
 
 
 class FormatJson(TypedDict):
@@ -277,6 +283,8 @@ def health_json(status: DaemonStatus) -> HealthJson:
         "queue": status.queue,
         "inboxes": [{"path": inbox.path, "user": inbox.user, "outbox": inbox.outbox, "watching": inbox.watching,
                      "problem": inbox.problem} for inbox in status.inboxes],
+        "nodes": [dataclasses.asdict(node) for node in status.nodes],
+        "unclaimable_models": list(status.unclaimable_models),
     }
 
 

@@ -93,8 +93,8 @@ async def events(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     request.app[SOCKETS].add(ws)
     hub = request.app[DAEMON].events
-    async with hub.subscription(user.id) as queue:
-        with request.app[DAEMON].metrics.websockets.track_inprogress():
+    with request.app[DAEMON].metrics.websockets.track_inprogress():
+        async with hub.subscription(user.id) as queue:
             await _serve(ws, hub, queue, store, claims, param(request, "stream"), since)
     return ws
 
