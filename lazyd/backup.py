@@ -31,6 +31,7 @@ from .store import Store, Transcription, sqlite_path
 MANIFEST = "manifest.json"
 DATABASE_COPY = "lazyd.sqlite3"
 COPIED_FOLDERS = ("audio", "secrets")
+"""The folders a backup holds, under these names wherever the configuration puts them (:func:`_folders`)."""
 PG_DUMP_HINT = "pg_dump --format=custom --file=lazyd.pgdump '{url}'  (restore: pg_restore --dbname=... lazyd.pgdump)"
 
 
@@ -45,8 +46,16 @@ class Manifest:
     database: str
     """``sqlite`` (copied as ``lazyd.sqlite3``) or ``postgresql`` (not copied: see ``database_hint``)."""
     data_dir: str
-    """The data directory it was taken from: restoring moves the audio paths from here to the new one."""
+    """The data directory it was taken from."""
     database_hint: str = ""
+    audio_dir: str = ""
+    """Where the recordings were (``audio_dir``; older backups: ``audio`` in ``data_dir``): restoring moves
+    the stored paths from there to the new place."""
+
+
+def _folders(config: Config) -> dict[str, Path]:
+    """Where each of :data:`COPIED_FOLDERS` is for this configuration."""
+    return {"audio": config.audio_path, "secrets": config.data_path / "secrets"}
 
 
 def backup(config: Config, destination: Path) -> Manifest:
@@ -56,13 +65,13 @@ def backup(config: Config, destination: Path) -> Manifest:
     database_file = sqlite_path(config.database_url)
     if database_file is not None:
         _copy_sqlite(database_file, destination / DATABASE_COPY)
-        manifest = Manifest(__version__, _now(), "sqlite", str(config.data_path))
+        database, hint = "sqlite", ""
     else:
-        hint = PG_DUMP_HINT.format(url=mask_url_password(config.database_url))
-        manifest = Manifest(__version__, _now(), "postgresql", str(config.data_path), hint)
-    for folder in COPIED_FOLDERS:
-        if (config.data_path / folder).is_dir():
-            shutil.copytree(config.data_path / folder, destination / folder)
+        database, hint = "postgresql", PG_DUMP_HINT.format(url=mask_url_password(config.database_url))
+    manifest = Manifest(__version__, _now(), database, str(config.data_path), hint, str(config.audio_path))
+    for folder, place in _folders(config).items():
+        if place.is_dir():
+            shutil.copytree(place, destination / folder)
     (destination / MANIFEST).write_text(json.dumps(asdict(manifest), indent=2) + "\n")
     return manifest
 
@@ -92,22 +101,23 @@ def restore_files(config: Config, source: Path) -> Manifest:
         raise BackupError("this backup holds a SQLite store but lazyd is configured for PostgreSQL")
     if database_file is not None and database_file.exists():
         raise BackupError(f"{database_file} exists: restore into a data directory without a store")
-    clashes = [folder for folder in COPIED_FOLDERS if (config.data_path / folder).exists()]
+    clashes = [str(place) for place in _folders(config).values() if place.exists()]
     if clashes:
-        raise BackupError(f"{config.data_path} already holds {', '.join(clashes)}: restore into an empty one")
+        raise BackupError(f"{', '.join(clashes)} already exist: restore into an empty data directory")
     make_private_dir(config.data_path)
     if manifest.database == "sqlite":
         shutil.copy2(source / DATABASE_COPY, database_file)
         database_file.chmod(0o600)
-    for folder in COPIED_FOLDERS:
+    for folder, place in _folders(config).items():
         if (source / folder).is_dir():
-            shutil.copytree(source / folder, config.data_path / folder)
+            shutil.copytree(source / folder, place)
     return manifest
 
 
 async def point_audio_here(store: Store, manifest: Manifest, config: Config) -> int:
     """Move the recordings' paths from the backed-up data directory to this one; how many were moved."""
-    old, new = str(Path(manifest.data_dir) / "audio") + "/", str(config.audio_path) + "/"
+    old = str(Path(manifest.audio_dir) if manifest.audio_dir else Path(manifest.data_dir) / "audio") + "/"
+    new = str(config.audio_path) + "/"
     if old == new:
         return 0
     query = (Transcription.update(audio_path=peewee.fn.REPLACE(Transcription.audio_path, old, new))

@@ -150,6 +150,9 @@ class LoggingConfig:
 @dataclass(frozen=True)
 class Config:
     data_dir: str = ""
+    audio_dir: str = ""
+    """Where uploaded recordings are kept; "" = ``audio`` in the data directory. Daemons sharing a database
+    need one every one of them sees (a shared mount)."""
     server: ServerConfig = ServerConfig()
     database: DatabaseConfig = DatabaseConfig()
     auth: AuthConfig = AuthConfig()
@@ -166,7 +169,7 @@ class Config:
 
     @property
     def audio_path(self) -> Path:
-        return self.data_path / "audio"
+        return Path(self.audio_dir) if self.audio_dir else self.data_path / "audio"
 
     @property
     def models_path(self) -> Path:

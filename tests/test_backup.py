@@ -23,10 +23,10 @@ def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'first' / 'lazyd.sqlite3'}"
 
 
-async def lazyd(command: str, path: Path, data_dir: Path, database_url: str) -> tuple[int, str]:
+async def lazyd(command: str, path: Path, data_dir: Path, database_url: str, audio_dir: str = "") -> tuple[int, str]:
     """``lazyd <command> <path>`` as a separate process on the given data directory and store."""
     env = {**{name: value for name, value in os.environ.items() if not name.startswith("LAZYD_")},
-           "LAZYD_DATA_DIR": str(data_dir), "LAZYD_DATABASE__URL": database_url}
+           "LAZYD_DATA_DIR": str(data_dir), "LAZYD_DATABASE__URL": database_url, "LAZYD_AUDIO_DIR": audio_dir}
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "lazyd", command, str(path), env=env,
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
@@ -45,9 +45,13 @@ async def what_it_serves(client, headers: dict[str, str], key: str, job_id: int)
     }
 
 
+@pytest.mark.parametrize("audio_elsewhere", [False, True], ids=["audio in the data directory", "audio_dir"])
 async def test_a_backup_of_a_running_daemon_restores_into_a_fresh_directory_and_serves_the_same_data(
-        aiohttp_client, make_config, database_url, tmp_path):
-    config = make_config(database_url, fake_sections(tmp_path / "fake" / "control.json"))
+        aiohttp_client, make_config, database_url, tmp_path, audio_elsewhere):
+    audio_dirs = (str(tmp_path / "mount-1" / "audio"), str(tmp_path / "mount-2" / "audio")) if audio_elsewhere \
+        else ("", "")
+    config = dataclasses.replace(make_config(database_url, fake_sections(tmp_path / "fake" / "control.json")),
+                                 audio_dir=audio_dirs[0])
     client = await aiohttp_client(create_app(config))
     headers = await Accounts(client).headers("alice", can_interact=True)
     key = (await (await client.post("/auth/keys", json={"name": "backup test"}, headers=headers)).json())["key"]
@@ -55,7 +59,8 @@ async def test_a_backup_of_a_running_daemon_restores_into_a_fresh_directory_and_
     await wait_for_state(client, headers, job_id, ("completed",))
     before = await what_it_serves(client, headers, key, job_id)
 
-    status, printed = await lazyd("backup", tmp_path / "backup", config.data_path, database_url)  # while it runs
+    status, printed = await lazyd("backup", tmp_path / "backup", config.data_path, database_url,  # while it runs
+                                  audio_dirs[0])
     assert status == 0, printed
     await client.close()
     manifest = json.loads((tmp_path / "backup" / "manifest.json").read_text())
@@ -63,14 +68,15 @@ async def test_a_backup_of_a_running_daemon_restores_into_a_fresh_directory_and_
 
     fresh = tmp_path / "second"
     fresh_url = f"sqlite:///{fresh / 'lazyd.sqlite3'}"
-    status, printed = await lazyd("restore", tmp_path / "backup", fresh, fresh_url)
+    status, printed = await lazyd("restore", tmp_path / "backup", fresh, fresh_url, audio_dirs[1])
     assert status == 0, printed
     assert "1 recording(s) now point into it" in printed
-    restored = await aiohttp_client(create_app(dataclasses.replace(make_config(fresh_url), data_dir=str(fresh))))
+    restored = await aiohttp_client(create_app(dataclasses.replace(make_config(fresh_url), data_dir=str(fresh),
+                                                                   audio_dir=audio_dirs[1])))
     assert await what_it_serves(restored, headers, key, job_id) == before, "the old token and key work too"
     login = await restored.post("/auth/login", json={"username": "alice", "password": PASSWORD})
     assert login.status == 200
-    recordings = list((fresh / "audio").rglob("*.*"))
+    recordings = list(Path(audio_dirs[1] or fresh / "audio").rglob("*.*"))
     assert recordings and all(path.stat().st_mode & 0o077 == 0 for path in recordings)
 
 
