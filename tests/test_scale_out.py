@@ -97,6 +97,25 @@ async def test_events_older_than_kept_are_not_replayed_but_say_resync(hubs):
     assert await hub.replay(7, hub.stream, 2) == []  # nothing was missed
 
 
+async def test_a_daemon_whose_listening_connection_breaks_reconnects_and_misses_nothing(hubs, caplog):
+    import asyncpg
+
+    listening, publishing = await hubs(), await hubs()
+    async with listening.subscription(7) as queue:
+        publishing.publish(7, "progress", transcription_id=1, done_secs=1.0)
+        assert (await asyncio.wait_for(queue.get(), 5)).seq == 1
+        admin = await asyncpg.connect(POSTGRES_URL)
+        try:  # what a database restart or a network cut does to it
+            await admin.execute("SELECT pg_terminate_backend($1)", listening._log._listener.get_server_pid())
+        finally:
+            await admin.close()
+        publishing.publish(7, "progress", transcription_id=1, done_secs=2.0)  # while it is away
+        publishing.publish(7, "progress", transcription_id=1, done_secs=3.0)
+        received = [await asyncio.wait_for(queue.get(), 10) for _ in range(2)]
+    assert [(event.seq, event.data["done_secs"]) for event in received] == [(2, 2.0), (3, 3.0)]
+    assert "lost the connection that listens for other daemons' events" in caplog.text
+
+
 # -- whole daemons -------------------------------------------------------------------------------------------
 
 @pytest.fixture
