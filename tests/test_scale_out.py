@@ -276,9 +276,9 @@ async def test_health_shows_an_admin_which_daemon_can_take_what(api_node, worker
     from lazyd.store import Transcription
 
     alice = await Accounts(api_node).create("alice")
-    for model in ("lecture-tuned", "large-v3"):
-        await Transcription.acreate(creator=alice, audio_len_secs=30.0, chunk_size_secs=10.0, current_state="queued",
-                                    requested_model=model)
+    jobs = {model: await Transcription.acreate(creator=alice, audio_len_secs=30.0, chunk_size_secs=10.0,
+                                               current_state="queued", requested_model=model)
+            for model in ("lecture-tuned", "large-v3")}
     async with asyncio.timeout(10):
         while len((health := await admin_health(api_node))["nodes"]) < 2 or not health["nodes"][1]["models"]:
             await asyncio.sleep(0.1)
@@ -287,3 +287,8 @@ async def test_health_shows_an_admin_which_daemon_can_take_what(api_node, worker
     assert (nodes["gpu-1"]["transcribes"], nodes["gpu-1"]["backend"]) == (True, "fake")
     assert "lecture-tuned" in nodes["gpu-1"]["models"] and all(node["alive"] for node in nodes.values())
     assert health["unclaimable_models"] == ["large-v3"]
+    async with asyncio.timeout(10):  # the worker took the job whose model it has, and only that one
+        while (await Transcription.aget_by_id(jobs["lecture-tuned"].id)).current_state == "queued":
+            await asyncio.sleep(0.1)
+    assert (await Transcription.aget_by_id(jobs["lecture-tuned"].id)).node == "gpu-1"
+    assert (await Transcription.aget_by_id(jobs["large-v3"].id)).current_state == "queued"
