@@ -2,9 +2,10 @@
 
 Under systemd (``$JOURNAL_STREAM`` names the journal as standard error) a text line carries no time of
 its own, since journald adds one, and starts with the ``<N>`` priority prefix journald reads, so that
-``journalctl -p warning`` works. A JSON line has ``time``, ``level``, ``logger``, ``node`` (the daemon's
-name, ``[scheduler] node_name``) and ``message``, plus the
-fields of the access log (``request_id``, ``route``, ``status``, ``duration_ms``, ``user_id``...).
+``journalctl -p warning`` works; a text line names the daemon (``[node]``) when ``[scheduler] node_name``
+is set. A JSON line has ``time``, ``level``, ``logger``, ``node`` (that name, else the host name) and
+``message``, plus the fields of the access log (``request_id``, ``route``, ``status``, ``duration_ms``,
+``user_id``...).
 """
 
 from __future__ import annotations
@@ -31,15 +32,21 @@ def configure_logging(config: Config, environ: Mapping[str, str] = os.environ) -
     if config.logging.format not in FORMATS:
         raise ConfigError(f"'logging.format' must be one of {', '.join(FORMATS)}, got {config.logging.format!r}")
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter(config.logging.format, under_journald(environ)))
+    handler.setFormatter(formatter(config.logging.format, under_journald(environ),
+                                   named_node=bool(config.scheduler.node_name)))
     handler.addFilter(NodeNamer(config.scheduler.node()))
     logging.basicConfig(level=config.logging.level.upper(), handlers=[handler])
 
 
-def formatter(kind: str, journald: bool) -> logging.Formatter:
+def formatter(kind: str, journald: bool, named_node: bool = False) -> logging.Formatter:
+    """A JSON line always names the daemon; a text line does when ``[scheduler] node_name`` is set, as it
+    is where several daemons run (otherwise the host name, which journald records, tells them apart)."""
     if kind == "json":
         return JsonFormatter()
-    return JournalFormatter(JOURNAL_TEXT) if journald else logging.Formatter(TEXT)
+    text = JOURNAL_TEXT if journald else TEXT
+    if named_node:
+        text = text.replace("%(levelname)s ", "%(levelname)s [%(node)s] ")
+    return JournalFormatter(text) if journald else logging.Formatter(text)
 
 
 def under_journald(environ: Mapping[str, str]) -> bool:

@@ -115,6 +115,7 @@ async def test_no_secret_reaches_the_log_and_each_request_and_job_step_has_its_l
         assert (forged["status"], forged["user_id"]) == (401, None)
         messages = [r["message"] for r in records]
     else:
+        assert all(" [lecture-hall-2] " in line for line in lines if " INFO " in line)
         assert any(" POST /auth/login -> 200 in " in line and "route /auth/login, user None" in line for line in lines)
         assert any(" GET /transcript?task_id=1 -> 200 in " in line and "user 1," in line for line in lines)
         assert any("secret_admin_token=***" in line for line in lines)
