@@ -64,6 +64,7 @@ async def test_a_users_events_from_two_daemons_are_numbered_in_one_sequence_and_
         await latest_is(first, 7, 1)
         second.publish(7, "state", transcription_id=1, state="in_progress")
         second.publish(8, "state", transcription_id=2, state="queued")  # another user's: not delivered here
+        await latest_is(second, 7, 2)  # (what two daemons publish at the same moment has no order between them)
         first.publish(7, "segment", transcription_id=1, text="word " * 3000)  # far over NOTIFY's 8000 bytes
         got = {name: [await asyncio.wait_for(queue.get(), 5) for _ in range(3)]
                for name, queue in (("first", on_first), ("second", on_second))}

@@ -30,6 +30,8 @@ PRUNE_EVERY_SECS = 60.0
 
 
 class SharedEventHub:
+    """:class:`~lazyd.jobs.events.LiveEvents` through the database's event log."""
+
     def __init__(self, url: str, keep_secs: float = 3600.0, queue_size: int = 1_000,
                  outbox_limit: int = 100_000) -> None:
         self.stream = STREAM
@@ -43,39 +45,36 @@ class SharedEventHub:
         """For each user a local client follows: the number of the last event handed to the subscribers."""
         self._readers: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
+        self._writer: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifetime -----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self._connect()
-        self._tasks = [asyncio.create_task(self._write_outbox(), name="events: writing"),
-                       asyncio.create_task(self._prune(), name="events: pruning")]
+        await self._log.open(self._notified, self._lost)
+        self._writer = asyncio.create_task(self._write_outbox(), name="events: writing")
+        self._tasks = [asyncio.create_task(self._prune(), name="events: pruning")]
 
     async def close(self) -> None:
         """Store what is still in the outbox (for up to two seconds), then disconnect. The writer is never
         cancelled inside a transaction while it has time: a half-written batch would hold its locks."""
-        writer, *others = self._tasks or [None]
-        if writer is not None:
+        if self._writer is not None:
             self._outbox.put_nowait(None)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(writer), 2.0)
+                await asyncio.wait_for(asyncio.shield(self._writer), 2.0)
+            await stop_task(self._writer)
         for task in [*self._tasks, *self._readers.values()]:
             await stop_task(task)
         await self._log.close()
 
-    async def _connect(self) -> None:
-        await self._log.open(self._notified, self._lost)
-
     def _lost(self) -> None:
         log.warning("lost the connection that listens for other daemons' events; reconnecting")
-        self._tasks.append(asyncio.create_task(self._reconnect(), name="events: reconnecting"))
+        self._tasks.append(asyncio.create_task(self._listen_again(), name="events: listening again"))
 
-    async def _reconnect(self) -> None:
-        await self._log.close()
+    async def _listen_again(self) -> None:
         while True:
             try:
-                await self._connect()
+                await self._log.listen()
             except (*DATABASE_ERRORS, ConnectionError):
                 await asyncio.sleep(RECONNECT_SECS)
                 continue

@@ -38,29 +38,40 @@ class EventLog:
         self._url = url
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
-        self._on_lost: Callable[[asyncpg.Connection], None] | None = None
+        self._on_notified: Callable[..., None] = lambda *args: None
+        self._on_lost: Callable[[asyncpg.Connection], None] = lambda connection: None
         self.channel = ""
 
     async def open(self, on_notified: Callable[[int], None], on_lost: Callable[[], None]) -> None:
         """Connect, and call ``on_notified(user_id)`` whenever events of that user were committed and
-        ``on_lost()`` when the listening connection breaks (notifications may have been missed)."""
+        ``on_lost()`` when the listening connection breaks (notifications may have been missed meanwhile:
+        :meth:`listen` again)."""
         self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=4)
         schema = await self._pool.fetchval("SELECT current_schema()")
         self.channel = f"lazyd_events.{schema}"  # daemons on other schemas of the server are other installs
-        self._listener = await asyncpg.connect(self._url)
-        await self._listener.add_listener(self.channel, lambda *args: on_notified(int(args[3])))
+        self._on_notified = lambda *args: on_notified(int(args[3]))
         self._on_lost = lambda connection: on_lost()
+        await self.listen()
+
+    async def listen(self) -> None:
+        """(Re)open the listening connection."""
+        await self._stop_listening()
+        self._listener = await asyncpg.connect(self._url)
+        await self._listener.add_listener(self.channel, self._on_notified)
         self._listener.add_termination_listener(self._on_lost)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            if self._on_lost is not None:
-                self._listener.remove_termination_listener(self._on_lost)
-            if not self._listener.is_closed():
-                await self._listener.close()
+        await self._stop_listening()
         if self._pool is not None:
             await self._pool.close()
-        self._pool = self._listener = None
+        self._pool = None
+
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.remove_termination_listener(self._on_lost)
+            if not listener.is_closed():
+                await listener.close()
 
     async def append(self, events: Iterable[tuple[int, str, dict[str, Any]]]) -> None:
         """Number and store ``(user_id, type, data)`` events in one transaction, then notify their users."""
