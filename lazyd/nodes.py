@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from . import __version__
-from .store import Node, Store, Transcription, utcnow
 from .jobs.states import QUEUED
+from .store import Node, Store, Transcription, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-
 from conftest import POSTGRES_URL
 
 TESTS_DIR = Path(__file__).resolve().parent

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from conftest import POSTGRES_URL, Accounts, admin_health, fake_sections, postgres_schema
 from daemon_processes import Daemon, Daemons, Database, fake_calls, info, login, transcript, wait_for_state
 from daemon_processes import upload as upload_file
+from pipeline_helpers import TONES, expected_text, tone_sequence, upload
+
 from lazyd.jobs.shared_events import SharedEventHub
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
-from pipeline_helpers import TONES, expected_text, tone_sequence, upload
 
 pytestmark = pytest.mark.postgres
 

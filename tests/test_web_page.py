@@ -24,16 +24,16 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-
 from conftest import PASSWORD, Accounts
+from media import tone, write_audio
+from speech import LECTURE_SENTENCES, joined_speech_file
+
 from lazyd import users
 from lazyd.jobs.states import ChunkResult
 from lazyd.store import Transcription, User
 from lazyd.web import create_app
 from lazyd.web.app_routes import APP_DIR, ASSETS, CONTENT_SECURITY_POLICY
 from lazyd.web.keys import DAEMON, HASHER
-from media import tone, write_audio
-from speech import LECTURE_SENTENCES, joined_speech_file
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (./scripts/setup "
