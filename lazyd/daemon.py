@@ -243,6 +243,7 @@ class Daemon:
                         warned.add(model)
             except DATABASE_ERRORS as error:
                 log.warning("cannot announce this daemon: %s", error)
+            await self.store.release_connection()  # a task keeps its pooled connection until it gives it back
             await asyncio.sleep(NODE_BEAT_SECS)
 
     def _start(self, work: Awaitable[None], name: str) -> None:

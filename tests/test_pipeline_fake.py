@@ -104,31 +104,3 @@ async def test_the_options_of_an_upload_reach_the_backend_and_progress_is_report
     assert reports and all(event["total_secs"] == pytest.approx(6.0, abs=0.1) for event in reports)
     assert reports[-1]["done_secs"] == pytest.approx(6.0, abs=0.1) and reports[-1]["eta_secs"] == 0
 
-
-async def test_a_chunk_decoded_while_the_database_is_away_is_kept_and_saved_once_it_is_back(
-        client, accounts, tmp_path, control, monkeypatch):
-    """The first two attempts to save a chunk fail as a database outage does; the chunk is saved on a
-    later try, nothing is decoded twice, and the job completes in its first attempt."""
-    import peewee
-
-    from lazyd.jobs import scheduler as scheduler_module
-    from lazyd.jobs.states import JobStates
-
-    monkeypatch.setattr(scheduler_module, "SAVE_RETRY_SECS", 0.1)
-    save = JobStates.save_chunk
-    refusals = []
-
-    async def away_at_first(self, job_id, owner, chunk):
-        if len(refusals) < 2:
-            refusals.append(chunk.chunk_no)
-            raise peewee.OperationalError("server closed the connection unexpectedly")
-        return await save(self, job_id, owner, chunk)
-
-    monkeypatch.setattr(JobStates, "save_chunk", away_at_first)
-    headers = await accounts.headers("alice", can_interact=True)
-    job_id = (await (await upload(client, headers, tone_sequence(tmp_path / "l.wav", TONES[:12]))).json())["task_id"]
-    finished = await wait_for_state(client, headers, job_id, ("completed", "processing_error", "processing_fail"))
-    assert finished["current_state"] == "completed" and finished["error_count"] == 0
-    assert refusals == [0, 0]
-    assert await chunk_texts(job_id) == [expected_text(TONES[:8]), expected_text(TONES[8:12])]
-    assert len(control.with_name("calls.log").read_text().splitlines()) == 2  # each chunk decoded once
