@@ -219,27 +219,37 @@ async def test_three_daemons_share_thirty_jobs_each_chunk_done_once(cluster, tmp
     assert sum(calls.values()) == 2 * CLUSTER_JOBS, calls  # no chunk decoded twice
 
 
-async def test_a_job_of_a_killed_daemon_is_finished_by_another_with_nothing_lost_or_doubled(cluster, tmp_path):
+async def five_chunks_running_on_node_a(cluster: Daemons, tmp_path: Path, committed: int) -> tuple[Daemon, int]:
+    """node-a running a five-chunk job (1.6 s a chunk), once ``committed`` chunks of it are saved."""
     first = await start_node(cluster, "node-a", delay=0.2)
-    audio = tone_sequence(tmp_path / "lecture.wav", TONES + TONES)  # five chunks, 1.6 s each
     async with first.session() as session:
         headers = await login(session)
-        job_id = await upload_file(session, headers, audio)
+        job_id = await upload_file(session, headers, tone_sequence(tmp_path / "lecture.wav", TONES + TONES))
         async with asyncio.timeout(30):
-            while (await transcript(session, headers, job_id))["total"] < 2:
+            while (await transcript(session, headers, job_id))["total"] < committed:
                 await asyncio.sleep(0.05)
+    return first, job_id
+
+
+async def finished_on(daemon: Daemon, job_id: int) -> tuple[dict, str]:
+    """The job once completed, as ``daemon`` sees it, and its text."""
+    async with daemon.session() as session:
+        headers = await login(session)
+        finished = await wait_for_state(session, headers, job_id, "completed", timeout=60)
+        chunks = (await transcript(session, headers, job_id))["transcriptions"]
+    return finished, " ".join(chunk["transcription"] for chunk in chunks)
+
+
+async def test_a_job_of_a_killed_daemon_is_finished_by_another_with_nothing_lost_or_doubled(cluster, tmp_path):
+    first, job_id = await five_chunks_running_on_node_a(cluster, tmp_path, committed=2)
     first.process.send_signal(signal.SIGKILL)
     assert await first.exit_status() == -signal.SIGKILL
     done_on_a = len(calls_of(cluster, "node-a"))
 
-    second = await start_node(cluster, "node-b", delay=0.2)
-    async with second.session() as session:
-        headers = await login(session)
-        finished = await wait_for_state(session, headers, job_id, "completed", timeout=60)
-        texts = [chunk["transcription"] for chunk in (await transcript(session, headers, job_id))["transcriptions"]]
+    finished, text = await finished_on(await start_node(cluster, "node-b", delay=0.2), job_id)
     assert finished["node"] == "node-b"
     assert await cluster.database.chunk_counts(job_id) == {number: 1 for number in range(5)}
-    assert " ".join(texts) == expected_text(TONES + TONES)
+    assert text == expected_text(TONES + TONES)
     redone = len(calls_of(cluster, "node-a")) + len(calls_of(cluster, "node-b")) - 5
     assert redone <= 1 and done_on_a >= 2  # at most the chunk that was being decoded at the kill
 
@@ -247,29 +257,18 @@ async def test_a_job_of_a_killed_daemon_is_finished_by_another_with_nothing_lost
 async def test_a_daemon_frozen_past_its_lease_loses_the_job_and_writes_nothing_into_it(cluster, tmp_path):
     """A long pause (here SIGSTOP) or a network split: another daemon takes the job over once the lease
     has expired, and the frozen one, thawed, finds its lease gone and stops without writing."""
-    first = await start_node(cluster, "node-a", delay=0.2)
-    audio = tone_sequence(tmp_path / "lecture.wav", TONES + TONES)  # five chunks, 1.6 s each
-    async with first.session() as session:
-        headers = await login(session)
-        job_id = await upload_file(session, headers, audio)
-        async with asyncio.timeout(30):
-            while (await transcript(session, headers, job_id))["total"] < 1:
-                await asyncio.sleep(0.05)
+    first, job_id = await five_chunks_running_on_node_a(cluster, tmp_path, committed=1)
     first.process.send_signal(signal.SIGSTOP)  # its worker decodes on; the daemon can neither renew nor write
     try:
         second = await start_node(cluster, "node-b", delay=0.2)
-        async with second.session() as session:
-            headers = await login(session)
-            finished = await wait_for_state(session, headers, job_id, "completed", timeout=60)
+        finished, _ = await finished_on(second, job_id)
     finally:
         first.process.send_signal(signal.SIGCONT)
     await first.wait_for_log(f"transcription {job_id}: lease lost", timeout=30)
     await asyncio.sleep(1.0)  # what the thawed daemon would write, it would have written by now
-    assert finished["node"] == "node-b"
+    _, text = await finished_on(second, job_id)
+    assert finished["node"] == "node-b" and text == expected_text(TONES + TONES)
     assert await cluster.database.chunk_counts(job_id) == {number: 1 for number in range(5)}
-    async with second.session() as session:
-        texts = [chunk["transcription"] for chunk in (await transcript(session, headers, job_id))["transcriptions"]]
-    assert " ".join(texts) == expected_text(TONES + TONES)
     assert (await cluster.database.job(job_id))["current_state"] == "completed"
 
 
