@@ -26,14 +26,14 @@ from .host import Host, probe_host
 from .inbox import Inbox, check_inbox
 from .jobs.backend_setup import backend_choice, parallel_decodes, worker_setup
 from .jobs.events import Event, EventHub, LiveEvents
-from .jobs.shared_events import SharedEventHub
-from .models.catalog import runnable_models
-from .nodes import NODE_BEAT_SECS, NodeStatus, ThisNode, announce, known_nodes, unclaimable_models
 from .jobs.ingest import StoredFile, display_name, inspect, queue_file, store_stream, upload_quota
 from .jobs.scheduler import Scheduler
+from .jobs.shared_events import SharedEventHub
 from .jobs.states import ACTIVE, FINAL, JobStates, Quota, RetryPolicy, TransitionRefused, queue_counts
 from .jobs.transcripts import one_transcription_json
 from .metrics import Metrics
+from .models.catalog import runnable_models
+from .nodes import NODE_BEAT_SECS, NodeStatus, ThisNode, announce, known_nodes, unclaimable_models
 from .options import JobOverrides, stored_options
 from .registry import PluginError, Registry
 from .store import DATABASE_ERRORS, Store, Transcription, User, sqlite_files, sqlite_path, utcnow

@@ -5,15 +5,12 @@ can take what; a job naming a model that no live daemon has waits, and the daemo
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
 from . import __version__
 from .jobs.states import QUEUED
 from .store import Node, Store, Transcription, utcnow
-
-log = logging.getLogger(__name__)
 
 NODE_BEAT_SECS = 10.0
 NODE_GONE_SECS = 3 * NODE_BEAT_SECS

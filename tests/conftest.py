@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from lazyd import users
 from lazyd.config import AuthConfig, Config, DatabaseConfig, SchedulerConfig
+from lazyd.jobs.events import LiveEvents
 from lazyd.store import Store, User
 from lazyd.web import create_app
 from lazyd.web.keys import HASHER, TOKENS
@@ -154,6 +155,14 @@ class Accounts:
 
 
 _ADMIN_HEADERS: dict[int, dict[str, str]] = {}
+
+
+async def events_stored(hub: LiveEvents, user_id: int, seq: int) -> None:
+    """Wait until the user's event ``seq`` is published: at once in memory, a moment later on PostgreSQL
+    (where the daemons of a database share their events through it)."""
+    async with asyncio.timeout(5):
+        while await hub.latest(user_id) < seq:
+            await asyncio.sleep(0.02)
 
 
 async def admin_health(client: TestClient) -> dict:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from conftest import events_stored
 
 from lazyd.jobs.events import EventHub
 from lazyd.web.keys import DAEMON
@@ -101,14 +102,6 @@ async def test_the_servers_own_and_trusted_origins_are_let_in(client, accounts, 
     await ws.close()
 
 
-async def stored(hub, user_id: int, seq: int) -> None:
-    """Wait until the user's event ``seq`` is published: at once in memory, a moment later on PostgreSQL
-    (where the daemons of a database share their events through it)."""
-    async with asyncio.timeout(5):
-        while await hub.latest(user_id) < seq:
-            await asyncio.sleep(0.02)
-
-
 async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accounts):
     alice = await accounts.headers("alice")
     bob = await accounts.create("bobby")
@@ -116,7 +109,7 @@ async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accoun
     token = alice["Authorization"].split()[1]
     hub = client.app[DAEMON].events
     hub.publish(bob.id, "state", transcription_id=1, state="queued")
-    await stored(hub, bob.id, 1)
+    await events_stored(hub, bob.id, 1)
     ws = await _connect(client, f"/ws?token={token}", headers={"Origin": f"http://{client.host}:{client.port}"})
     hello = await ws.receive_json()
     assert hello == {"type": "hello", "stream": hub.stream, "seq": 0}  # bob's activity does not show
@@ -129,7 +122,7 @@ async def test_a_user_sees_only_their_own_events_and_can_catch_up(client, accoun
     hub.publish(alice_id, "progress", transcription_id=2, done_secs=10.0)
     hub.publish(bob.id, "progress", transcription_id=1, done_secs=10.0)
     hub.publish(alice_id, "chunk", transcription_id=2, chunk_order=0, text="hello")
-    await stored(hub, alice_id, 3)
+    await events_stored(hub, alice_id, 3)
     again = await _connect(client, f"/ws?stream={hub.stream}&since=1", headers=alice)
     replayed = [await again.receive_json(timeout=5), await again.receive_json(timeout=5)]
     assert [(item["type"], item["seq"]) for item in replayed] == [("progress", 2), ("chunk", 3)]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
-from conftest import POSTGRES_URL, Accounts, admin_health, fake_sections, postgres_schema
+from conftest import POSTGRES_URL, Accounts, admin_health, events_stored, fake_sections, postgres_schema
 from daemon_processes import Daemon, Daemons, Database, fake_calls, info, login, transcript, wait_for_state
 from daemon_processes import upload as upload_file
 from pipeline_helpers import TONES, expected_text, tone_sequence, upload
@@ -51,20 +51,14 @@ async def hubs(database_url) -> AsyncIterator[Callable[[], SharedEventHub]]:
     await store.close()
 
 
-async def latest_is(hub: SharedEventHub, user_id: int, seq: int) -> None:
-    async with asyncio.timeout(5):
-        while await hub.latest(user_id) < seq:
-            await asyncio.sleep(0.02)
-
-
 async def test_a_users_events_from_two_daemons_are_numbered_in_one_sequence_and_reach_both(hubs):
     first, second = await hubs(), await hubs()
     async with first.subscription(7) as on_first, second.subscription(7) as on_second:
         first.publish(7, "state", transcription_id=1, state="queued")
-        await latest_is(first, 7, 1)
+        await events_stored(first, 7, 1)
         second.publish(7, "state", transcription_id=1, state="in_progress")
         second.publish(8, "state", transcription_id=2, state="queued")  # another user's: not delivered here
-        await latest_is(second, 7, 2)  # (what two daemons publish at the same moment has no order between them)
+        await events_stored(second, 7, 2)  # (what two daemons publish at the same moment has no order between them)
         first.publish(7, "segment", transcription_id=1, text="word " * 3000)  # far over NOTIFY's 8000 bytes
         got = {name: [await asyncio.wait_for(queue.get(), 5) for _ in range(3)]
                for name, queue in (("first", on_first), ("second", on_second))}
@@ -79,7 +73,7 @@ async def test_a_client_replays_on_one_daemon_what_another_published(hubs):
     first, second = await hubs(), await hubs()
     for n in range(4):
         first.publish(7, "progress", transcription_id=1, done_secs=float(n))
-    await latest_is(first, 7, 4)
+    await events_stored(first, 7, 4)
     replayed = await second.replay(7, first.stream, 2)
     assert [(event.seq, event.data["done_secs"]) for event in replayed] == [(3, 2.0), (4, 3.0)]
     assert await second.replay(7, first.stream, 4) == []
@@ -91,7 +85,7 @@ async def test_events_older_than_kept_are_not_replayed_but_say_resync(hubs):
     hub = await hubs(keep_secs=0.0)
     hub.publish(7, "progress", transcription_id=1, done_secs=1.0)
     hub.publish(7, "progress", transcription_id=1, done_secs=2.0)
-    await latest_is(hub, 7, 2)
+    await events_stored(hub, 7, 2)
     await asyncio.sleep(0.05)
     assert await hub._log.prune(0.0) == 2
     assert await hub.replay(7, hub.stream, 0) is None

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..aio import stop_task
 from ..store import DATABASE_ERRORS
-from ..store.event_log import EventLog
+from ..store.event_log import EventLog, LoggedEvent
 from .events import Event, Subscribers
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class SharedEventHub:
                 for logged in await self._log.after(user_id, self._handed_on[user_id]):
                     if user_id in self._handed_on:
                         self._handed_on[user_id] = logged.seq
-                        self._subscribers.deliver(Event(logged.seq, user_id, logged.type, logged.data))
+                        self._subscribers.deliver(_event(logged))
                 if user_id not in self._again:
                     return
         except (*DATABASE_ERRORS, ConnectionError) as error:
@@ -166,7 +166,11 @@ class SharedEventHub:
         events = await self._log.after(user_id, since)
         if since < latest and (not events or events[0].seq != since + 1):
             return None  # pruned
-        return [Event(logged.seq, user_id, logged.type, logged.data) for logged in events]
+        return [_event(logged) for logged in events]
 
     async def latest(self, user_id: int) -> int:
         return await self._log.latest(user_id)
+
+
+def _event(logged: LoggedEvent) -> Event:
+    return Event(logged.seq, logged.user_id, logged.type, logged.data)

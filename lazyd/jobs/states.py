@@ -23,6 +23,7 @@ from typing import Any
 import peewee
 
 from ..backend import DetectedLanguage
+from ..models.catalog import model_name
 from ..store import InboxFile, SegmentText, Store, Transcription, TranscriptionChunk, User, segment_rows, utcnow
 from .events import EventHub
 from .transcripts import one_transcription_json
@@ -88,13 +89,6 @@ class RetryPolicy:
     """Wait before the first retry; doubled for each further one."""
 
 
-def requested_model(options: dict[str, Any]) -> str:
-    """The model a job names, which not every daemon may have; "" for a daemon's own model, and for a path
-    (taken to be on storage every daemon sees)."""
-    model = str(options.get("model") or "")
-    return "" if "/" in model else model
-
-
 class JobStates:
     """Every state change of every transcription goes through here."""
 
@@ -114,7 +108,8 @@ class JobStates:
             await self.check_active(creator_id, quota)
             removed = await self._make_room(creator_id, quota)
             job = await Transcription.acreate(creator=creator_id, current_state=QUEUED,
-                                              requested_model=requested_model(fields.get("options") or {}), **fields)
+                                              requested_model=model_name(str((fields.get("options") or {}).get("model") or "")),
+                                              **fields)
         await self._announce(job)
         return job, removed
 

