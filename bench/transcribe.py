@@ -20,14 +20,19 @@ direct calls use ``--threads`` threads (default: every core). Each row gives the
 of its rounds with the spread (slowest-fastest), the WER of the median round (normalised as tests/wer.py
 does, over the whole joined reference), peak RSS (the process; for lazyd the daemon's and its worker's
 VmHWM added up), and the ratio to the direct batched call. After the rounds each daemon gets one more
-upload while ``--clients`` clients hammer ``GET /transcriptions`` (its p99, target < 50 ms, beside the
-idle daemon's).
+upload while ``--clients`` clients, in a process of their own, each ask ``GET /transcriptions`` ``--rate``
+times a second (its p99 from the upload request to the completed event, target < 50 ms, beside the idle
+daemon's). The clients keep their pace whatever the answers take (an open
+loop, like browsers polling): ``--rate 0`` makes them ask again as soon as answered instead, which
+measures how many requests the daemon and this benchmark's own client, sharing the cores, get through
+(then latency is mostly the queue of the other clients' requests, idle or not).
 
 ``--long`` adds the memory check: a daemon on its defaults transcribes a 2-hour recording (the corpus
 repeated), uploaded from disk; its RSS (daemon + worker, VmRSS, sampled every 0.2 s) is reported per
 phase against the idle daemon with its model loaded (target: at most 200 MB above).
 
-    .venv/bin/python bench/transcribe.py [--repeat 3] [--threads N] [--clients 10] [--long] [--only-long]
+    .venv/bin/python bench/transcribe.py [--repeat 3] [--threads N] [--clients 10] [--rate 10] [--long]
+                                         [--only-long]
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ import sys
 import tempfile
 import time
 import wave
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,8 @@ import corpus as shared_corpus  # noqa: E402  (tests/corpus.py: the corpus, outs
 from wer import word_errors  # noqa: E402  (tests/wer.py: the corpus README's normalisation)
 
 PASSWORD = "Bench_password1"
+ADMIN_TOKEN = "bench-admin-token"
+"""/health lists the worker processes, and whether their model is loaded, only to an admin."""
 SAMPLE_RATE = 16_000
 GAP_SECS = 1.0
 IDLE_HAMMER_SECS = 5.0
@@ -212,7 +219,13 @@ class Measured:
 class Latencies:
     ms: list[float] = field(default_factory=list)
     errors: int = 0
-    seconds: float = 0.0
+    sent: list[float] = field(default_factory=list)
+    """When each request of ``ms`` was sent (``time.perf_counter()``: one clock for every process)."""
+
+    def between(self, start: float, end: float) -> Latencies:
+        """The requests sent from ``start`` to ``end``."""
+        kept = [(sent, ms) for sent, ms in zip(self.sent, self.ms) if start <= sent < end]
+        return Latencies([ms for _, ms in kept], self.errors, [sent for sent, _ in kept])
 
     def percentile(self, q: int) -> float:
         return statistics.quantiles(self.ms, n=100)[q - 1] if len(self.ms) > 1 else float("nan")
@@ -230,7 +243,7 @@ class Daemon:
         self.env = {key: value for key, value in os.environ.items() if not key.startswith("LAZYD_")}
         self.env.update({"LAZYD_CONFIG": str(config), "LAZYD_DATA_DIR": str(self.dir / "data"),
                          "LAZYD_TRANSCRIPTION__BACKEND": "faster-whisper", "LAZYD_TRANSCRIPTION__DEVICE": "cpu",
-                         "HF_HUB_OFFLINE": "1", **settings})
+                         "LAZYD_AUTH__ADMIN_TOKEN": ADMIN_TOKEN, "HF_HUB_OFFLINE": "1", **settings})
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = self.dir / "daemon.log"
@@ -284,7 +297,7 @@ class Daemon:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the daemon exited ({self.process.returncode}):\n{self.log_tail()}")
             try:
-                async with session.get(self.base + "/health") as response:
+                async with session.get(self.base + "/health", headers={"X-Admin-Token": ADMIN_TOKEN}) as response:
                     backend = (await response.json())["backend"] if response.status == 200 else {}
                 if backend.get("problem"):
                     raise RuntimeError(f"the daemon cannot transcribe: {backend['problem']}")
@@ -303,29 +316,66 @@ class Daemon:
             return (await response.json())["access_token"]
 
 
-async def hammer(session: Any, daemon: Daemon, token: str, clients: int, stop: asyncio.Event) -> Latencies:
+async def hammer(base: str, token: str, clients: int, rate: float, stop: asyncio.Event) -> Latencies:
+    """``clients`` clients asking ``rate`` times a second each, spread evenly (or back to back), until
+    ``stop``; each answer's time is kept with the moment its request was sent."""
+    import aiohttp
+
     headers = {"Authorization": f"Bearer {token}"}
     result = Latencies()
+    interval = 1 / rate if rate > 0 else 0.0
 
-    async def client() -> None:
+    async def client(session: aiohttp.ClientSession, number: int) -> None:
+        due = time.perf_counter() + interval * number / clients
         while not stop.is_set():
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            due += interval
             start = time.perf_counter()
             try:
-                async with session.get(daemon.base + "/transcriptions", headers=headers) as response:
+                async with session.get(base + "/transcriptions", headers=headers) as response:
                     await response.read()
                     ok = response.status == 200
             except Exception:  # noqa: BLE001 - counted, never fatal to the benchmark
                 ok = False
             if ok:
+                result.sent.append(start)
                 result.ms.append((time.perf_counter() - start) * 1000)
             else:
                 result.errors += 1
                 await asyncio.sleep(0.05)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    result.seconds = time.perf_counter() - started
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
+        await asyncio.gather(*(client(session, number) for number in range(clients)))
     return result
+
+
+async def hammer_phase(base: str, token: str, clients: int, rate: float) -> None:
+    """Runs in the subprocess: ask until standard input closes, then print the latencies as JSON."""
+    stop = asyncio.Event()
+    reading = asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # done at end of input
+    reading.add_done_callback(lambda _: stop.set())
+    print(json.dumps(asdict(await hammer(base, token, clients, rate, stop))))
+
+
+class Hammer:
+    """GET /transcriptions from a process of its own, so that this benchmark's uploads and WebSocket do not
+    delay the clients' requests (only the cores are shared, as with any client on the same machine)."""
+
+    def __init__(self, daemon: Daemon, token: str, args: argparse.Namespace) -> None:
+        self._command = [sys.executable, __file__, "--hammer-phase", daemon.base, token, "--clients",
+                         str(args.clients), "--rate", str(args.rate)]
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self._process = await asyncio.create_subprocess_exec(*self._command, stdin=asyncio.subprocess.PIPE,
+                                                             stdout=asyncio.subprocess.PIPE)
+
+    async def stop(self) -> Latencies:
+        self._process.stdin.close()
+        out, _ = await self._process.communicate()
+        if self._process.returncode != 0:
+            raise RuntimeError(f"the hammer process failed ({self._process.returncode})")
+        return Latencies(**json.loads(out))
 
 
 async def transcribe_once(session: Any, daemon: Daemon, token: str, corpus: Corpus, timeout: float,
@@ -403,11 +453,10 @@ async def run_rounds(corpus: Corpus, args: argparse.Namespace, work: Path) -> di
 
     rows = {name: Row() for name in [*DIRECT_SYSTEMS, *LAZYD_SYSTEMS]}
     daemons = {name: Daemon(work, name, settings) for name, settings in LAZYD_SYSTEMS.items()}
-    connector = aiohttp.TCPConnector(limit=args.clients + 8)
     try:
         for daemon in daemons.values():
             daemon.__enter__()
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None)) as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             tokens = {name: await daemon.ready(session) for name, daemon in daemons.items()}
             for round_no in range(1, args.repeat + 1):
                 for name, batch_size in DIRECT_SYSTEMS.items():
@@ -418,7 +467,8 @@ async def run_rounds(corpus: Corpus, args: argparse.Namespace, work: Path) -> di
                     rows[name].runs.append(await transcribe_once(session, daemon, tokens[name], corpus, args.timeout))
             if args.clients:
                 for name, daemon in daemons.items():
-                    progress(f"{name}: GET /transcriptions from {args.clients} clients, idle then transcribing")
+                    progress(f"{name}: GET /transcriptions from {args.clients} clients at {args.rate}/s each, "
+                             "idle then transcribing")
                     rows[name].idle, rows[name].loaded = await latencies(session, daemon, tokens[name], corpus, args)
     except BaseException:
         for name, daemon in daemons.items():
@@ -432,17 +482,18 @@ async def run_rounds(corpus: Corpus, args: argparse.Namespace, work: Path) -> di
 
 async def latencies(session: Any, daemon: Daemon, token: str, corpus: Corpus,
                     args: argparse.Namespace) -> tuple[Latencies, Latencies]:
-    stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(IDLE_HAMMER_SECS, stop.set)
-    idle = await hammer(session, daemon, token, args.clients, stop)
-    stop = asyncio.Event()
-    load = asyncio.create_task(hammer(session, daemon, token, args.clients, stop))
+    """GET /transcriptions while the daemon idles (after a second to open the connections), then from the
+    upload request to the completed event of one more transcription."""
+    hammer = Hammer(daemon, token, args)
+    await hammer.start()
     try:
-        await asyncio.sleep(0.5)  # the clients are at full pace before the upload starts
+        await asyncio.sleep(1.0 + IDLE_HAMMER_SECS)
+        upload = time.perf_counter()
         await transcribe_once(session, daemon, token, corpus, args.timeout)
+        done = time.perf_counter()
     finally:
-        stop.set()
-    return idle, await load
+        every = await hammer.stop()
+    return every.between(upload - IDLE_HAMMER_SECS, upload), every.between(upload, done)
 
 
 async def run_long(args: argparse.Namespace, work: Path) -> tuple[Corpus, tuple[int, int],
@@ -473,22 +524,25 @@ def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> No
           f"int8, beam 5, {os.cpu_count()} cores, direct calls with {args.threads} threads; median of "
           f"{args.repeat} alternating rounds; load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     reference = corpus.seconds / median_run(rows[REFERENCE].runs).wall_s
-    header = ("system", "x realtime (spread)", "WER", "peak RSS MB", "vs batched", "API p99 ms (idle)")
-    widths = (26, 22, 7, 12, 10, 18)
+    header = ("system", "x realtime (spread)", "WER (spread)", "peak RSS MB", "vs batched", "API p99 ms (idle)")
+    widths = (26, 22, 22, 12, 10, 18)
     line = lambda cells: "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"  # noqa: E731
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for name, row in rows.items():
         speeds = sorted(corpus.seconds / run.wall_s for run in row.runs)
-        median = median_run(row.runs)
-        speed = corpus.seconds / median.wall_s
+        wers = sorted(wer_of(corpus, run.text) for run in row.runs)
+        speed = corpus.seconds / median_run(row.runs).wall_s
         p99 = "" if row.loaded is None else f"{row.loaded.percentile(99):.1f} ({row.idle.percentile(99):.1f})"
-        print(line((name, f"{speed:.1f}x ({speeds[0]:.1f}-{speeds[-1]:.1f})", f"{wer_of(corpus, median.text):.2%}",
+        print(line((name, f"{speed:.1f}x ({speeds[0]:.1f}-{speeds[-1]:.1f})",
+                    f"{statistics.median(wers):.2%} ({wers[0]:.2%}-{wers[-1]:.2%})",
                     f"{max(run.peak_kib for run in row.runs) / 1024:.0f}", f"{speed / reference:.2f}", p99)))
-    print("x realtime = audio s / wall s (lazyd: upload request to the completed event). WER of the median round. "
-          "peak RSS: the process; lazyd: daemon + worker VmHWM. vs batched: realtime factor / the direct batched "
-          f"call's (goal for lazyd default >= 0.9). API p99: GET /transcriptions from {args.clients} clients "
-          f"during one more transcription (and while idle); target < 50 ms.")
+    pace = f"{args.rate:g} requests/s each" if args.rate > 0 else "each asking again at once"
+    print("x realtime = audio s / wall s (lazyd: upload request to the completed event). WER: median of the "
+          "rounds (sequential decoding falls back to sampling on doubtful windows, so it varies). peak RSS: the "
+          "process; lazyd: daemon + worker VmHWM. vs batched: realtime factor / the direct batched call's (goal "
+          f"for lazyd default >= 0.9). API p99: GET /transcriptions from {args.clients} clients, {pace}, during "
+          "one more transcription (and while idle); target < 50 ms.")
 
 
 def report_long(corpus: Corpus, idle: tuple[int, int], phases: dict[str, tuple[int, int]],
@@ -509,16 +563,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; each row shows the median")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads of the direct calls")
     parser.add_argument("--clients", type=int, default=10,
-                        help="clients hammering GET /transcriptions during one more lazyd run; 0 = none")
+                        help="clients asking GET /transcriptions during one more lazyd run; 0 = none")
+    parser.add_argument("--rate", type=float, default=10.0,
+                        help="requests a second from each client; 0 = each asks again as soon as answered")
     parser.add_argument("--long", action="store_true", help="add the 2-hour memory check")
     parser.add_argument("--only-long", action="store_true", help="only the 2-hour memory check")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per transcription")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=argparse.SUPPRESS)
     parser.add_argument("--direct-phase", nargs=2, metavar=("WAV", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--hammer-phase", nargs=2, metavar=("BASE", "TOKEN"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.direct_phase:
         wav, out = args.direct_phase
         Path(out).write_text(json.dumps(direct_phase(wav, args.batch_size, args.threads)))
+        return
+    if args.hammer_phase:
+        asyncio.run(hammer_phase(*args.hammer_phase, args.clients, args.rate))
         return
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: the daemons get stopped
     if not shared_corpus.available():

@@ -108,6 +108,11 @@ class SchedulerConfig:
     shutdown_grace_secs: float = 30.0
     poll_secs: float = 2.0
     worker_niceness: int = 10
+    worker_idle_priority: bool = True
+    """Workers decode only on CPU time nothing else wants (Linux SCHED_IDLE): a request never waits behind a
+    decode. ``worker_niceness`` alone is not enough: a nice-10 decode still delays each wake-up of the
+    daemon's threads by a few milliseconds, and a request wakes them many times (issue 10 measured
+    ``GET /transcriptions`` p99 at 166 ms with it, 12.5 ms with SCHED_IDLE, while transcribing)."""
     unload_idle_secs: float = 300.0
 
     def node(self) -> str:

@@ -24,6 +24,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from conftest import Accounts, admin_health, fake_sections
+from lazyd.jobs.worker_main import lower_priority
 from lazyd.store import Transcription, TranscriptionChunk
 from lazyd.web import create_app
 from lazyd.web.keys import DAEMON
@@ -573,6 +574,23 @@ async def test_the_worker_runs_at_a_lower_priority_than_the_daemon(start_daemon,
     daemon = await start_daemon(worker_niceness=7)
     worker = await daemon.worker_pid()
     assert os.getpriority(os.PRIO_PROCESS, worker) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 7)
+    assert os.sched_getscheduler(worker) == os.SCHED_IDLE, "by default the worker decodes only on idle CPU time"
+
+
+def test_a_worker_forbidden_to_lower_its_priority_still_runs(monkeypatch, capsys):
+    """Under a seccomp filter without setpriority (an older lazyd.service) the worker keeps its priority."""
+    def refused(*args: Any) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "nice", refused)
+    lower_priority(10, idle=True)
+    assert "keeps the daemon's CPU priority" in capsys.readouterr().err
+
+
+@SQLITE_ONLY
+async def test_without_idle_priority_the_worker_is_only_niced(start_daemon, fake):
+    daemon = await start_daemon(worker_idle_priority=False)
+    assert os.sched_getscheduler(await daemon.worker_pid()) == os.SCHED_OTHER
 
 
 # -- the database -------------------------------------------------------------------------------------------

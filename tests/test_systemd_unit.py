@@ -80,3 +80,12 @@ print(sum(1 for line in open("/proc/self/maps") if len(line.split()) == 5 and "x
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) > 0, "the backend no longer writes executable memory: set MemoryDenyWriteExecute=yes"
     assert "MemoryDenyWriteExecute" not in settings()
+
+
+def test_the_worker_may_lower_its_own_priority_under_the_system_call_filter():
+    """``~@resources`` removes setpriority and sched_setscheduler; the worker needs both to decode at idle
+    priority (``[scheduler] worker_idle_priority``), so the unit allows them back after the removal."""
+    filters = settings()["SystemCallFilter"]
+    removal = filters.index("~@privileged @resources")
+    allowed_after = " ".join(filters[removal + 1:]).split()
+    assert {"setpriority", "sched_setscheduler"} <= set(allowed_after), filters

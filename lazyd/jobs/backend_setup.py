@@ -30,7 +30,8 @@ def parallel_decodes(config: Config, device: str) -> int:
 
     Measured on 2 cores (issue 10, bench/transcribe.py): tiny.en decodes no faster with 2 threads than with
     1, but two chunks decoded at once, one thread each, finish in half the time. The workers run at a lower
-    priority (``worker_niceness``), so every core can be theirs without slowing the API down.
+    priority (``worker_idle_priority``, ``worker_niceness``), so every core can be theirs without slowing the
+    API down.
     """
     if config.transcription.parallel > 0:
         return config.transcription.parallel
@@ -47,8 +48,9 @@ def backend_choice(config: Config, registry: Registry) -> BackendChoice:
 def worker_setup(config: Config, registry: Registry) -> tuple[WorkerSetup, BackendChoice]:
     """The backend chosen for this host (raises :class:`lazyd.registry.PluginError` when there is none)."""
     choice = backend_choice(config, registry)
+    scheduler = config.scheduler
     setup = WorkerSetup(choice.backend.name, model_spec(config, choice), config.plugins.modules,
-                        config.scheduler.worker_niceness)
+                        scheduler.worker_niceness, scheduler.worker_idle_priority)
     return setup, choice
 
 

@@ -42,10 +42,12 @@ class WorkerSetup:
     plugin_modules: tuple[str, ...] = ()
     niceness: int = 0
     """Added to the worker's nice value: the daemon's API should win the CPU when both want it."""
+    idle_priority: bool = False
+    """The worker runs only when nothing else wants the CPU (SCHED_IDLE, where the system has it)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"backend": self.backend, "model": asdict(self.model), "plugin_modules": list(self.plugin_modules),
-                "niceness": self.niceness}
+                "niceness": self.niceness, "idle_priority": self.idle_priority}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The worker process: loads one backend's model once, then transcribes chunks on request.
 
 Run by the daemon as ``python -m lazyd.jobs.worker_main``; it speaks JSON lines. The first line on stdin is
-the setup (backend, model spec, plugin modules, niceness); after that each line is
+the setup (backend, model spec, plugin modules, CPU priority); after that each line is
 ``{"op": "transcribe", "id": N, ...}`` or ``{"op": "cancel", "id": N}``. As many chunks as the model can
 decode at once (``parallel`` in ``ready``) are transcribed side by side, each on its own thread; every
 reply carries its request's id. Replies on stdout are ``ready``, ``segment``, ``done``, ``cancelled``,
@@ -117,6 +117,29 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the number of heap arenas."""
+
+
+def share_one_heap() -> None:
+    """Let every decoding thread allocate from one glibc arena. Each thread otherwise gets its own, and each
+    arena keeps what its thread's encoder freed: measured in issue 10 (two threads decoding 180 s chunks),
+    the worker's peak RSS fell from 572-625 MB to 465-484 MB with one arena, for the same CPU time. Call it
+    before any other thread starts."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_ARENA_MAX, 1)
+
+
+def lower_priority(niceness: int, idle: bool) -> None:
+    """Run below the daemon, so that the API wins the CPU when both want it; set before the model's threads
+    start, which inherit it. A system that forbids it (a seccomp filter, no SCHED_IDLE) costs only the
+    priority, never the worker."""
+    try:
+        os.nice(niceness)
+        if idle and hasattr(os, "SCHED_IDLE"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError as error:
+        print(f"the worker keeps the daemon's CPU priority: {error}", file=sys.stderr, flush=True)
 
 
 def load_model(setup: dict[str, Any]) -> LoadedModel:
@@ -127,9 +150,10 @@ def load_model(setup: dict[str, Any]) -> LoadedModel:
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the daemon stops us
+    share_one_heap()
     channel = Channel()
     setup = json.loads(sys.stdin.readline())
-    os.nice(setup.get("niceness", 0))  # below the daemon, so that the API wins the CPU when both want it
+    lower_priority(setup.get("niceness", 0), setup.get("idle_priority", False))
     try:
         model = load_model(setup)
     except Exception as error:
