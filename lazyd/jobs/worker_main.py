@@ -131,15 +131,25 @@ def share_one_heap() -> None:
 
 
 def lower_priority(niceness: int, idle: bool) -> None:
-    """Run below the daemon, so that the API wins the CPU when both want it; set before the model's threads
-    start, which inherit it. A system that forbids it (a seccomp filter, no SCHED_IDLE) costs only the
-    priority, never the worker."""
+    """Run below the daemon, so that the API wins the CPU when both want it. Linux keeps the priority per
+    thread: it is set on every thread started so far (numpy's BLAS pool starts when it is imported), and
+    the model's threads, started later, inherit it. A system that forbids it (a seccomp filter, no
+    SCHED_IDLE) costs only the priority, never the worker."""
     try:
-        os.nice(niceness)
-        if idle and hasattr(os, "SCHED_IDLE"):
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        for thread in _threads():
+            os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + niceness))
+            if idle and hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
     except OSError as error:
         print(f"the worker keeps the daemon's CPU priority: {error}", file=sys.stderr, flush=True)
+
+
+def _threads() -> list[int]:
+    """This process's thread ids (Linux); elsewhere 0, which the calls above read as the calling thread."""
+    try:
+        return [int(task) for task in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]
 
 
 def load_model(setup: dict[str, Any]) -> LoadedModel:
