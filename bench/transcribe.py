@@ -17,15 +17,15 @@ alternating rounds (``--repeat``, default 3):
 
 Both sides: the bundled tiny.en, cpu, int8, beam 5, language unset (English-only model), no prompt. The
 direct calls use ``--threads`` threads (default: every core). Each row gives the median realtime factor
-of its rounds with the spread (slowest-fastest), the WER of the median round (normalised as tests/wer.py
-does, over the whole joined reference), peak RSS (the process; for lazyd the daemon's and its worker's
-VmHWM added up), and the ratio to the direct batched call. After the rounds each daemon gets one more
-upload while ``--clients`` clients, in a process of their own, each ask ``GET /transcriptions`` ``--rate``
-times a second (its p99 from the upload request to the completed event, target < 50 ms, beside the idle
-daemon's). The clients keep their pace whatever the answers take (an open
-loop, like browsers polling): ``--rate 0`` makes them ask again as soon as answered instead, which
-measures how many requests the daemon and this benchmark's own client, sharing the cores, get through
-(then latency is mostly the queue of the other clients' requests, idle or not).
+of its rounds with the spread (slowest-fastest), the median WER of its rounds with their spread (normalised
+as tests/wer.py does, over the whole joined reference), peak RSS (the process; for lazyd the daemon's and
+its worker's VmHWM added up), and the ratio to the direct batched call. After the rounds each daemon gets
+``--repeat`` more uploads while ``--clients`` clients, in a process of their own, each ask
+``GET /transcriptions`` ``--rate`` times a second: the p99 from the upload request to the completed event
+(target < 50 ms) and in the seconds before, idle; the median of the rounds. The clients keep their pace
+whatever the answers take (an open loop, like browsers polling): ``--rate 0`` makes them ask again as soon
+as answered instead, which measures how many requests the daemon and the clients, sharing the cores, get
+through (then latency is mostly the queue of the other clients' requests, idle or not).
 
 ``--long`` adds the memory check: a daemon on its defaults transcribes a 2-hour recording (the corpus
 repeated), uploaded from disk; its RSS (daemon + worker, VmRSS, sampled every 0.2 s) is reported per
@@ -443,8 +443,8 @@ def progress(message: str) -> None:
 @dataclass
 class Row:
     runs: list[Measured] = field(default_factory=list)
-    loaded: Latencies | None = None
-    idle: Latencies | None = None
+    loaded: list[Latencies] = field(default_factory=list)
+    idle: list[Latencies] = field(default_factory=list)
 
 
 async def run_rounds(corpus: Corpus, args: argparse.Namespace, work: Path) -> dict[str, Row]:
@@ -465,11 +465,13 @@ async def run_rounds(corpus: Corpus, args: argparse.Namespace, work: Path) -> di
                 for name, daemon in daemons.items():
                     progress(f"round {round_no}/{args.repeat}: {name}")
                     rows[name].runs.append(await transcribe_once(session, daemon, tokens[name], corpus, args.timeout))
-            if args.clients:
+            for round_no in range(1, args.repeat + 1 if args.clients else 1):
                 for name, daemon in daemons.items():
-                    progress(f"{name}: GET /transcriptions from {args.clients} clients at {args.rate}/s each, "
-                             "idle then transcribing")
-                    rows[name].idle, rows[name].loaded = await latencies(session, daemon, tokens[name], corpus, args)
+                    progress(f"latency round {round_no}/{args.repeat}: {name}, GET /transcriptions from "
+                             f"{args.clients} clients at {args.rate:g}/s each, idle then transcribing")
+                    idle, loaded = await latencies(session, daemon, tokens[name], corpus, args)
+                    rows[name].idle.append(idle)
+                    rows[name].loaded.append(loaded)
     except BaseException:
         for name, daemon in daemons.items():
             print(f"--- {name} daemon log ({daemon.log}) ---\n{daemon.log_tail()}", file=sys.stderr)
@@ -519,13 +521,21 @@ def median_run(runs: list[Measured]) -> Measured:
     return sorted(runs, key=lambda run: run.wall_s)[len(runs) // 2]
 
 
+def median_p99(rounds: list[Latencies]) -> str:
+    """The median of the rounds' p99 latencies, with their spread: one stall of this shared machine can
+    spoil the p99 of a single 15-second round."""
+    p99s = sorted(latencies.percentile(99) for latencies in rounds)
+    return f"{statistics.median(p99s):.1f} ({p99s[0]:.0f}-{p99s[-1]:.0f})"
+
+
 def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> None:
     print(f"Throughput: {corpus.seconds:.1f} s of real speech (the shared corpus joined), bundled tiny.en, cpu "
           f"int8, beam 5, {os.cpu_count()} cores, direct calls with {args.threads} threads; median of "
           f"{args.repeat} alternating rounds; load average at the end {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     reference = corpus.seconds / median_run(rows[REFERENCE].runs).wall_s
-    header = ("system", "x realtime (spread)", "WER (spread)", "peak RSS MB", "vs batched", "API p99 ms (idle)")
-    widths = (26, 22, 22, 12, 10, 18)
+    header = ("system", "x realtime (spread)", "WER (spread)", "peak RSS MB", "vs batched", "API p99 ms (spread)",
+              "idle p99 ms (spread)")
+    widths = (26, 22, 22, 12, 10, 20, 20)
     line = lambda cells: "| " + " | ".join(f"{c:<{w}}" for c, w in zip(cells, widths)) + " |"  # noqa: E731
     print(line(header))
     print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
@@ -533,16 +543,16 @@ def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> No
         speeds = sorted(corpus.seconds / run.wall_s for run in row.runs)
         wers = sorted(wer_of(corpus, run.text) for run in row.runs)
         speed = corpus.seconds / median_run(row.runs).wall_s
-        p99 = "" if row.loaded is None else f"{row.loaded.percentile(99):.1f} ({row.idle.percentile(99):.1f})"
+        p99 = (median_p99(row.loaded), median_p99(row.idle)) if row.loaded else ("", "")
         print(line((name, f"{speed:.1f}x ({speeds[0]:.1f}-{speeds[-1]:.1f})",
                     f"{statistics.median(wers):.2%} ({wers[0]:.2%}-{wers[-1]:.2%})",
-                    f"{max(run.peak_kib for run in row.runs) / 1024:.0f}", f"{speed / reference:.2f}", p99)))
+                    f"{max(run.peak_kib for run in row.runs) / 1024:.0f}", f"{speed / reference:.2f}", *p99)))
     pace = f"{args.rate:g} requests/s each" if args.rate > 0 else "each asking again at once"
     print("x realtime = audio s / wall s (lazyd: upload request to the completed event). WER: median of the "
           "rounds (sequential decoding falls back to sampling on doubtful windows, so it varies). peak RSS: the "
           "process; lazyd: daemon + worker VmHWM. vs batched: realtime factor / the direct batched call's (goal "
           f"for lazyd default >= 0.9). API p99: GET /transcriptions from {args.clients} clients, {pace}, during "
-          "one more transcription (and while idle); target < 50 ms.")
+          "one more transcription per round (idle: just before it), median of the rounds; target < 50 ms.")
 
 
 def report_long(corpus: Corpus, idle: tuple[int, int], phases: dict[str, tuple[int, int]],
