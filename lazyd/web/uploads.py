@@ -26,11 +26,11 @@ from .errors import ApiError, conflict
 from .keys import CONFIG, DAEMON
 
 FIELD_BYTES = 10_000
+"""The longest text field of an upload form."""
 UPLOAD_READ_BYTES = 256 * 1024
 """How much of an uploaded file is read from the request at a time. aiohttp's default, 8 KiB, made an
 11.6 MB upload some 1,400 rounds of the event loop, and requests meanwhile waited up to 65 ms for it
 (issue 10); 256 KiB stays a fraction of a millisecond of hashing per round."""
-"""The longest text field of an upload form."""
 T = TypeVar("T")
 
 
