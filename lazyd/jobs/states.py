@@ -103,13 +103,13 @@ class JobStates:
 
     async def enqueue(self, creator_id: int, quota: Quota, **fields: Any) -> tuple[Transcription, list[str]]:
         """Create a queued job under the user's quota; return it and the audio paths of removed old jobs."""
+        requested_model = model_name(str((fields.get("options") or {}).get("model") or ""))
         async with self.store.write_transaction():
             await self._lock_user(creator_id)
             await self.check_active(creator_id, quota)
             removed = await self._make_room(creator_id, quota)
             job = await Transcription.acreate(creator=creator_id, current_state=QUEUED,
-                                              requested_model=model_name(str((fields.get("options") or {}).get("model") or "")),
-                                              **fields)
+                                              requested_model=requested_model, **fields)
         await self._announce(job)
         return job, removed
 
