@@ -218,14 +218,16 @@ class Measured:
 @dataclass
 class Latencies:
     ms: list[float] = field(default_factory=list)
-    errors: int = 0
     sent: list[float] = field(default_factory=list)
     """When each request of ``ms`` was sent (``time.perf_counter()``: one clock for every process)."""
+    failed: list[float] = field(default_factory=list)
+    """When each request that got no 200 was sent."""
 
     def between(self, start: float, end: float) -> Latencies:
         """The requests sent from ``start`` to ``end``."""
         kept = [(sent, ms) for sent, ms in zip(self.sent, self.ms) if start <= sent < end]
-        return Latencies([ms for _, ms in kept], self.errors, [sent for sent, _ in kept])
+        return Latencies([ms for _, ms in kept], [sent for sent, _ in kept],
+                         [sent for sent in self.failed if start <= sent < end])
 
     def percentile(self, q: int) -> float:
         return statistics.quantiles(self.ms, n=100)[q - 1] if len(self.ms) > 1 else float("nan")
@@ -341,7 +343,7 @@ async def hammer(base: str, token: str, clients: int, rate: float, stop: asyncio
                 result.sent.append(start)
                 result.ms.append((time.perf_counter() - start) * 1000)
             else:
-                result.errors += 1
+                result.failed.append(start)
                 await asyncio.sleep(0.05)
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as session:
@@ -522,10 +524,11 @@ def median_run(runs: list[Measured]) -> Measured:
 
 
 def median_p99(rounds: list[Latencies]) -> str:
-    """The median of the rounds' p99 latencies, with their spread: one stall of this shared machine can
-    spoil the p99 of a single 15-second round."""
+    """The median of the rounds' p99 latencies, with their spread (one stall of this shared machine can
+    spoil the p99 of a single 15-second round), and how many requests failed, if any."""
     p99s = sorted(latencies.percentile(99) for latencies in rounds)
-    return f"{statistics.median(p99s):.1f} ({p99s[0]:.0f}-{p99s[-1]:.0f})"
+    failed = sum(len(latencies.failed) for latencies in rounds)
+    return f"{statistics.median(p99s):.1f} ({p99s[0]:.0f}-{p99s[-1]:.0f})" + (f", {failed} failed" if failed else "")
 
 
 def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> None:
@@ -549,7 +552,7 @@ def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> No
                     f"{max(run.peak_kib for run in row.runs) / 1024:.0f}", f"{speed / reference:.2f}", *p99)))
     pace = f"{args.rate:g} requests/s each" if args.rate > 0 else "each asking again at once"
     print("x realtime = audio s / wall s (lazyd: upload request to the completed event). WER: median of the "
-          "rounds (sequential decoding falls back to sampling on doubtful windows, so it varies). peak RSS: the "
+          "rounds, with their spread. peak RSS: the "
           "process; lazyd: daemon + worker VmHWM. vs batched: realtime factor / the direct batched call's (goal "
           f"for lazyd default >= 0.9). API p99: GET /transcriptions from {args.clients} clients, {pace}, during "
           "one more transcription per round (idle: just before it), median of the rounds; target < 50 ms.")
@@ -573,7 +576,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="alternating rounds; each row shows the median")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="CPU threads of the direct calls")
     parser.add_argument("--clients", type=int, default=10,
-                        help="clients asking GET /transcriptions during one more lazyd run; 0 = none")
+                        help="clients asking GET /transcriptions during --repeat more lazyd runs; 0 = none")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="requests a second from each client; 0 = each asks again as soon as answered")
     parser.add_argument("--long", action="store_true", help="add the 2-hour memory check")
