@@ -17,7 +17,8 @@ text of continuous speech is the text of the plain call (measured in issue 9 wit
 
 The detector is Silero VAD as faster-whisper ships it (an ONNX file in its package, run by onnxruntime):
 whisper.cpp's own VAD needs a model file that cannot be had offline, so the whisper.cpp backend depends on
-faster-whisper for this. It is imported when a map is first made, never when lazyd starts.
+faster-whisper for this. It is loaded with a backend's model (:func:`load_detector`), never when lazyd
+starts.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class SpeechMap:
         length = max(end - start, 1e-3)
         inside = sum(max(0.0, min(end, gap_end) - max(start, gap_start)) for gap_start, gap_end in self.gaps)
         return inside <= length / 2
+
+
+def load_detector() -> None:
+    """Load Silero VAD now; faster-whisper keeps it for the process. A backend calls this when it loads
+    its model, so that the worker's first job does not wait for it and the memory it takes (about 30 MB
+    with onnxruntime) shows in the loaded worker, not in the middle of a job."""
+    from faster_whisper.vad import get_vad_model
+
+    get_vad_model()
 
 
 def speech_map(audio: numpy.ndarray) -> SpeechMap:

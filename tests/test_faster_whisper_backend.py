@@ -92,6 +92,15 @@ def test_importing_the_plugin_and_making_a_backend_loads_no_ml_library() -> None
     assert result.stdout.strip() == "[]"
 
 
+def test_loading_the_model_loads_the_voice_activity_detector_too() -> None:
+    """Silero VAD is loaded with the model, not by the first job that needs it."""
+    code = ("from lazyd import ModelSpec; from lazyd_faster_whisper import FasterWhisperBackend; "
+            "from faster_whisper.vad import get_vad_model; FasterWhisperBackend().load(ModelSpec(device='cpu')); "
+            "print(get_vad_model.cache_info().currsize)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "1"
+
+
 def test_devices_offer_the_cpu_always_and_cuda_only_with_a_device(backend: FasterWhisperBackend) -> None:
     import ctranslate2
 
@@ -349,6 +358,45 @@ def test_a_model_loaded_for_parallel_decodes_gives_each_thread_its_own_text_word
         assert [segment.words for segment in together[name]] == [segment.words for segment in segments], (
             f"{name}: the words of one decode were timed against the other's windows")
         assert languages[name] == DetectedLanguage("en", 1.0)
+
+
+def test_parallel_decodes_encode_one_window_at_a_time(backend: FasterWhisperBackend, long_lecture: numpy.ndarray,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two decodes at once take turns in the encoder (each pass holds its attention scores for a moment),
+    and both still give the text each gives alone."""
+    from faster_whisper import WhisperModel
+
+    shared = backend.load(ModelSpec(device="cpu", parallel=2, cpu_threads=1))
+    options = TranscribeOptions(word_timestamps=False)
+    alone = text_of(list(shared.transcribe(long_lecture, options)))
+    encoding, most_at_once, encoders = [0], [0], set()
+    guard = threading.Lock()
+    plain_encode = WhisperModel.encode
+
+    def counted_encode(self: WhisperModel, features: numpy.ndarray) -> Any:
+        with guard:
+            encoding[0] += 1
+            most_at_once[0] = max(most_at_once[0], encoding[0])
+            encoders.add(threading.get_ident())
+        try:
+            threading.Event().wait(0.05)  # widen each pass, so that unguarded passes would meet
+            return plain_encode(self, features)
+        finally:
+            with guard:
+                encoding[0] -= 1
+
+    monkeypatch.setattr(WhisperModel, "encode", counted_encode)
+    texts: list[str] = []
+    threads = [threading.Thread(target=lambda: texts.append(text_of(list(shared.transcribe(long_lecture, options)))))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(encoders) == 2, "both decodes encode windows"
+    assert most_at_once[0] == 1
+    assert texts == [alone, alone]
 
 
 FEATURE_ROUNDING = 1e-6

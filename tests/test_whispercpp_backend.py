@@ -74,6 +74,17 @@ def test_importing_the_plugin_and_making_a_backend_loads_no_ml_library() -> None
     assert result.stdout.strip() == "[]"
 
 
+def test_loading_the_model_loads_the_voice_activity_detector_too(ggml_models_dir: Path) -> None:
+    """Silero VAD is loaded with the model, not by the first job that needs it."""
+    code = ("import sys; from lazyd import ModelSpec; from lazyd_whispercpp import WhisperCppBackend; "
+            "from faster_whisper.vad import get_vad_model; "
+            "WhisperCppBackend().load(ModelSpec(models_dir=sys.argv[1], device='cpu')); "
+            "print(get_vad_model.cache_info().currsize)")
+    result = subprocess.run([sys.executable, "-c", code, str(ggml_models_dir)], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "1"
+
+
 def test_model_is_a_file_then_in_models_dir_by_name_then_converted(ggml_models_dir: Path, tmp_path: Path) -> None:
     converted = ggml_models_dir / "ggml-tiny.en.bin"
     assert resolve_model(ModelSpec(model=str(converted))).path == str(converted)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions,
                    Word, english_only_error, hookimpl)
-from lazyd.voice_activity import speech_map
+from lazyd.voice_activity import load_detector, speech_map
 
 if TYPE_CHECKING:
     import numpy
@@ -71,6 +71,7 @@ class FasterWhisperBackend(Backend):
         except (RuntimeError, ValueError, OSError) as error:
             raise RuntimeError(f"faster-whisper cannot load {location.path} on {device} {compute_type}: "
                                f"{error}") from error
+        load_detector()
         return FasterWhisperModel(model, location.label, _description(location, device, compute_type, threads,
                                                                       parallel), parallel)
 

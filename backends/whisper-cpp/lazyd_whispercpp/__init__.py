@@ -20,7 +20,7 @@ from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelS
                    Word, english_only_error, hookimpl)
 from lazyd.host import probe_host
 from lazyd.models.ggml import GgmlFileError, read_ggml
-from lazyd.voice_activity import GAP_SECS, SAMPLE_RATE, SpeechMap, speech_map
+from lazyd.voice_activity import GAP_SECS, SAMPLE_RATE, SpeechMap, load_detector, speech_map
 
 if TYPE_CHECKING:
     import numpy
@@ -80,6 +80,7 @@ class WhisperCppBackend(Backend):
         where = "metal" if use_gpu and host.apple_silicon else "cpu"
         description = (f"whisper.cpp {location.label} ({location.path}) on {where}, "
                        f"{threads} thread{'' if threads == 1 else 's'}")
+        load_detector()
         return WhisperCppModel(location, use_gpu, not ggml.multilingual, description, threads)
 
 
