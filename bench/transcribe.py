@@ -27,9 +27,10 @@ whatever the answers take (an open loop, like browsers polling): ``--rate 0`` ma
 as answered instead, which measures how many requests the daemon and the clients, sharing the cores, get
 through (then latency is mostly the queue of the other clients' requests, idle or not).
 
-``--long`` adds the memory check: a daemon on its defaults transcribes a 2-hour recording (the corpus
-repeated), uploaded from disk; its RSS (daemon + worker, VmRSS, sampled every 0.2 s) is reported per
-phase against the idle daemon with its model loaded (target: at most 200 MB above).
+``--long`` adds the memory check: a daemon on its defaults transcribes a 1-hour and then, in a new daemon,
+a 2-hour recording (the corpus repeated), uploaded from disk; its RSS (daemon + worker, VmRSS, sampled every
+0.2 s) is reported per phase against the idle daemon with its model loaded (target: at most 200 MB above),
+and the two peaks side by side (flat memory: the same peak for twice the audio).
 
     .venv/bin/python bench/transcribe.py [--repeat 3] [--threads N] [--clients 10] [--rate 10] [--long]
                                          [--only-long]
@@ -129,7 +130,7 @@ def build_input(directory: Path, longest_secs: float | None = None) -> Corpus:
     audio, reference = joined_corpus()
     once = len(audio) / SAMPLE_RATE
     repeats = 1 if longest_secs is None else int((longest_secs + GAP_SECS) // (once + GAP_SECS))
-    wav = directory / ("corpus.wav" if repeats == 1 else "corpus-long.wav")
+    wav = directory / ("corpus.wav" if repeats == 1 else f"corpus-{repeats}x.wav")
     write_wav(wav, audio, repeats)
     return Corpus(wav, repeats * once + (repeats - 1) * GAP_SECS, " ".join([reference] * repeats))
 
@@ -500,21 +501,36 @@ async def latencies(session: Any, daemon: Daemon, token: str, corpus: Corpus,
     return every.between(upload - IDLE_HAMMER_SECS, upload), every.between(upload, done)
 
 
-async def run_long(args: argparse.Namespace, work: Path) -> tuple[Corpus, tuple[int, int],
-                                                                   dict[str, tuple[int, int]], Measured]:
+@dataclass
+class LongRun:
+    corpus: Corpus
+    idle: tuple[int, int]
+    """VmRSS KiB of daemon + worker, and of the daemon alone, with the model loaded and nothing to do."""
+    phases: dict[str, tuple[int, int]]
+    """The highest VmRSS KiB of daemon + worker in each phase, and the daemon's own at that moment."""
+    measured: Measured
+
+
+async def run_long(args: argparse.Namespace, work: Path) -> list[LongRun]:
+    """Half of LONG_SECS, then LONG_SECS, each in a daemon of its own: flat memory means the same peak."""
+    return [await _run_long_once(args, work, seconds) for seconds in (LONG_SECS / 2, LONG_SECS)]
+
+
+async def _run_long_once(args: argparse.Namespace, work: Path, seconds: float) -> LongRun:
     import aiohttp
 
-    progress(f"--long: writing up to {LONG_SECS / 3600:.1f} h of the corpus repeated")
-    corpus = build_input(work, LONG_SECS)
-    with Daemon(work, "lazyd long", {}) as daemon:
+    progress(f"--long: writing up to {seconds / 3600:.1f} h of the corpus repeated")
+    corpus = build_input(work, seconds)
+    with Daemon(work, f"lazyd long {seconds:.0f}", {}) as daemon:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
             token = await daemon.ready(session)
             await asyncio.sleep(2.0)
             idle = daemon.memory("VmRSS"), daemon.memory("VmRSS", workers=False)
-            progress("--long: uploading and transcribing")
+            progress(f"--long: uploading and transcribing {corpus.seconds / 3600:.2f} h")
             phases: dict[str, tuple[int, int]] = {}
             measured = await transcribe_once(session, daemon, token, corpus, args.timeout * 10, phases)
-    return corpus, idle, phases, measured
+    corpus.wav.unlink()
+    return LongRun(corpus, idle, phases, measured)
 
 
 # -- report --------------------------------------------------------------------------------------------------
@@ -558,17 +574,22 @@ def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> No
           "one more transcription per round (idle: just before it), median of the rounds; target < 50 ms.")
 
 
-def report_long(corpus: Corpus, idle: tuple[int, int], phases: dict[str, tuple[int, int]],
-                measured: Measured) -> None:
-    print(f"\nLong recording: {corpus.seconds / 3600:.2f} h ({corpus.wav.stat().st_size / MiB:.0f} MiB WAV), "
-          f"lazyd defaults: {corpus.seconds / measured.wall_s:.1f}x realtime, WER {wer_of(corpus, measured.text):.2%}")
-    print(f"  idle, model loaded: {idle[0] / 1024:.0f} MB (VmRSS of daemon + worker; the daemon {idle[1] / 1024:.0f})")
-    for phase, (total, daemon) in phases.items():
-        above = (total - idle[0]) / 1024
-        verdict = "ok" if above <= LONG_TARGET_MB else "OVER"
-        print(f"  peak during {phase}: {total / 1024:.0f} MB, {above:+.0f} MB above idle (target <= "
-              f"{LONG_TARGET_MB}: {verdict}); the daemon then {daemon / 1024:.0f} MB")
-    print(f"  peak RSS overall (VmHWM, daemon + worker): {measured.peak_kib / 1024:.0f} MB")
+def report_long(runs: list[LongRun]) -> None:
+    for run in runs:
+        corpus, measured = run.corpus, run.measured
+        print(f"\nLong recording: {corpus.seconds / 3600:.2f} h, lazyd defaults: "
+              f"{corpus.seconds / measured.wall_s:.1f}x realtime, WER {wer_of(corpus, measured.text):.2%}")
+        print(f"  idle, model loaded: {run.idle[0] / 1024:.0f} MB (VmRSS of daemon + worker; the daemon "
+              f"{run.idle[1] / 1024:.0f})")
+        for phase, (total, daemon) in run.phases.items():
+            above = (total - run.idle[0]) / 1024
+            verdict = "ok" if above <= LONG_TARGET_MB else "OVER"
+            print(f"  peak during {phase}: {total / 1024:.0f} MB, {above:+.0f} MB above idle (target <= "
+                  f"{LONG_TARGET_MB}: {verdict}); the daemon then {daemon / 1024:.0f} MB")
+        print(f"  peak RSS overall (VmHWM, daemon + worker): {measured.peak_kib / 1024:.0f} MB")
+    shorter, longer = runs[0].measured.peak_kib / 1024, runs[-1].measured.peak_kib / 1024
+    print(f"Flat in the recording's length: {runs[-1].corpus.seconds / runs[0].corpus.seconds:.1f}x the audio, "
+          f"peak {shorter:.0f} -> {longer:.0f} MB ({longer - shorter:+.0f} MB)")
 
 
 def main() -> None:
@@ -603,7 +624,7 @@ def main() -> None:
             corpus = build_input(work)
             report(args, corpus, asyncio.run(run_rounds(corpus, args, work)))
         if args.long or args.only_long:
-            report_long(*asyncio.run(run_long(args, work)))
+            report_long(asyncio.run(run_long(args, work)))
 
 
 if __name__ == "__main__":
