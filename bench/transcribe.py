@@ -74,7 +74,6 @@ BATCH_SIZE = 8
 LONG_SECS = 7190.0
 """Just under lazyd's default limits.max_audio_secs (2 h)."""
 LONG_TARGET_MB = 200
-MiB = 1024 * 1024
 
 LAZYD_SYSTEMS = {
     "lazyd default": {},
@@ -585,10 +584,10 @@ def report(args: argparse.Namespace, corpus: Corpus, rows: dict[str, Row]) -> No
                     f"{max(run.peak_kib for run in row.runs) / 1024:.0f}", f"{speed / reference:.2f}", *p99)))
     pace = f"{args.rate:g} requests/s each" if args.rate > 0 else "each asking again at once"
     print("x realtime = audio s / wall s (lazyd: upload request to the completed event). WER: median of the "
-          "rounds, with their spread. peak RSS: the "
-          "process; lazyd: daemon + worker VmHWM. vs batched: realtime factor / the direct batched call's (goal "
-          f"for lazyd default >= 0.9). API p99: GET /transcriptions from {args.clients} clients, {pace}, during "
-          "one more transcription per round (idle: just before it), median of the rounds; target < 50 ms.")
+          "rounds, with their spread. peak RSS: the process; lazyd: daemon + worker VmHWM. vs batched: realtime "
+          f"factor / the direct batched call's (goal for lazyd default >= 0.9). API p99: GET /transcriptions "
+          f"from {args.clients} clients, {pace}, during one more transcription per round (idle: just before it), "
+          "median of the rounds; target < 50 ms.")
     for name, row in rows.items():
         if row.uploading:
             print(f"  {name}: {upload_share(row)}")
@@ -631,8 +630,8 @@ def main() -> None:
                         help="clients asking GET /transcriptions during --repeat more lazyd runs; 0 = none")
     parser.add_argument("--rate", type=float, default=10.0,
                         help="requests a second from each client; 0 = each asks again as soon as answered")
-    parser.add_argument("--long", action="store_true", help="add the 2-hour memory check")
-    parser.add_argument("--only-long", action="store_true", help="only the 2-hour memory check")
+    parser.add_argument("--long", action="store_true", help="add the memory check: a 1-hour and a 2-hour recording")
+    parser.add_argument("--only-long", action="store_true", help="only the memory check of --long")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per transcription")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=argparse.SUPPRESS)
     parser.add_argument("--direct-phase", nargs=2, metavar=("WAV", "OUT"), help=argparse.SUPPRESS)

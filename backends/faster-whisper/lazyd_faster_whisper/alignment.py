@@ -93,7 +93,8 @@ class WordAligningWhisperModel(WhisperModel):
         attention scores for a moment (tiny.en: 76-93 MB, measured in issue 10), and two passes at once put
         both on the worker's peak; the other decodes go on decoding meanwhile. Two threads decoding eight
         244 s chunks, three runs each: peak 350-373 -> 295-329 MB above the loaded model, wall time 86-89 s
-        either way."""
+        either way; bench/transcribe.py, lazyd default: peak -49 to -89 MB, realtime factor -3 to -4%, inside
+        the spread of its rounds."""
         with self._encoding:
             self._this_thread.encoded = encoded = super().encode(features)
         return encoded
