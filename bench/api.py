@@ -35,7 +35,7 @@ class Sample:
         return len(self.latencies_ms) / self.seconds
 
     def percentile(self, q: float) -> float:
-        return statistics.quantiles(self.latencies_ms, n=100)[int(q) - 1]
+        return statistics.quantiles(self.latencies_ms, n=100, method="inclusive")[int(q) - 1]
 
 
 def free_port() -> int:

@@ -236,7 +236,7 @@ class Latencies:
         return Latencies(self.ms + other.ms, self.sent + other.sent, self.failed + other.failed)
 
     def percentile(self, q: int) -> float:
-        return statistics.quantiles(self.ms, n=100)[q - 1] if len(self.ms) > 1 else float("nan")
+        return statistics.quantiles(self.ms, n=100, method="inclusive")[q - 1] if len(self.ms) > 1 else float("nan")
 
 
 class Daemon:

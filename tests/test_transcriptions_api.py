@@ -100,6 +100,8 @@ async def test_the_list_shows_only_the_callers_transcriptions_newest_first(clien
     older = (await (await client.get("/transcriptions?page=2&size=1", headers=headers)).json())["transcriptions"]
     assert [item["id"] for item in older] == [first.id]
     assert older[0]["description"] == "first lecture text"
+    past_the_end = await (await client.get("/transcriptions?page=3&size=1", headers=headers)).json()
+    assert (past_the_end["total"], past_the_end["pages"], past_the_end["transcriptions"]) == (2, 2, [])
 
 
 async def test_each_transcription_names_its_recording_and_how_much_of_it_is_done(client, accounts):

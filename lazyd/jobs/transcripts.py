@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, NotRequired, TypedDict
 
-from peewee import fn
+from peewee import SQL, fn
 
 from ..backend import Segment
 from ..exporters import Transcript
@@ -64,38 +63,44 @@ def transcription_json(row: Transcription, description: str, done_secs: float) -
     }
 
 
-async def descriptions(store: Store, ids: Iterable[int]) -> dict[int, str]:
-    """Chunk 0's text of each transcription that has one, in one query."""
-    ids = list(ids)
-    if not ids:
-        return {}
-    query = (TranscriptionChunk.select(TranscriptionChunk.transcription, TranscriptionChunk.text)
-             .where(TranscriptionChunk.transcription.in_(ids), TranscriptionChunk.chunk_no == 0))
-    rows = await store.list(query)
-    return {row.transcript_id: row.text for row in rows}
-
-
-async def done_seconds(store: Store, ids: Iterable[int]) -> dict[int, float]:
-    """How many seconds of each transcription's recording its finished chunks cover, in one query."""
-    ids = list(ids)
-    if not ids:
-        return {}
+def _summary_columns() -> tuple[Any, Any]:
+    """Two columns for a select of transcriptions: the start of chunk 0's text (``description``) and the
+    seconds of the recording in finished chunks (``done_secs``), each a subquery on the row's chunks, so
+    that a page of transcriptions is one query whatever its size."""
     chunk = TranscriptionChunk
-    query = (chunk.select(chunk.transcription, fn.SUM(chunk.end_secs - chunk.start_secs).alias("done"))
-             .where(chunk.transcription.in_(ids)).group_by(chunk.transcription).tuples())
-    return {job_id: float(done or 0.0) for job_id, done in await store.list(query)}
+    first_words = (chunk.select(fn.SUBSTR(chunk.text, 1, DESCRIPTION_CHARS))
+                   .where(chunk.transcription == Transcription.id, chunk.chunk_no == 0))
+    done = (chunk.select(fn.COALESCE(fn.SUM(chunk.end_secs - chunk.start_secs), 0.0))
+            .where(chunk.transcription == Transcription.id))
+    return first_words.alias("description"), done.alias("done_secs")
 
 
-async def transcriptions_json(store: Store, rows: list[Transcription]) -> list[TranscriptionJson]:
-    texts = await descriptions(store, (row.id for row in rows))
-    done = await done_seconds(store, (row.id for row in rows))
-    return [transcription_json(row, texts.get(row.id, ""), done.get(row.id, 0.0)) for row in rows]
+def _summary_json(row: Transcription) -> TranscriptionJson:
+    return transcription_json(row, row.description or "", float(row.done_secs or 0.0))
+
+
+async def transcription_page(store: Store, creator_id: int, page: int, size: int
+                             ) -> tuple[list[TranscriptionJson], int]:
+    """One page (1-based) of the user's transcriptions, newest first, and how many they have in all.
+
+    One query: ``GET /transcriptions`` is what every client polls, so its cost is the daemon's tail latency
+    under load (five queries, each a hop to the database thread and back, took ~5 ms of CPU a request).
+    """
+    mine = Transcription.select().where(Transcription.creator == creator_id)
+    query = (mine.select_extend(*_summary_columns(), fn.COUNT(SQL("*")).over().alias("total"))
+             .order_by(Transcription.create_date.desc(), Transcription.id.desc()).paginate(page, size))
+    rows = await store.list(query)
+    if rows:
+        return [_summary_json(row) for row in rows], rows[0].total
+    return [], await store.count(mine) if page > 1 else 0
 
 
 async def one_transcription_json(store: Store, row: Transcription) -> TranscriptionJson:
     """The seed's object for one transcription, plus lazyd's details (the list keeps the seed's shape)."""
-    [data] = await transcriptions_json(store, [row])
-    return data | {"language": row.language, "language_probability": row.language_probability, "node": row.node}
+    summary = await store.list(Transcription.select(*_summary_columns()).where(Transcription.id == row.id).tuples())
+    description, done_secs = summary[0] if summary else ("", 0.0)  # deleted meanwhile: the row as it was
+    return (transcription_json(row, description or "", float(done_secs or 0.0))
+            | {"language": row.language, "language_probability": row.language_probability, "node": row.node})
 
 
 ChunkRow = tuple[int, float, float, str, str | None, str]

@@ -11,9 +11,9 @@ from aiohttp import web
 
 from ..jobs.states import TransitionRefused
 from ..jobs.transcripts import (SegmentChange, all_segments_json, change_segment, one_transcription_json,
-                               transcriptions_json)
+                               transcription_page)
 from ..options import option_specs, overrides_from
-from ..store import Transcription, TranscriptionChunk
+from ..store import TranscriptionChunk
 from ..validation import Field
 from .api import PATH, FormBody, Param, param
 from .body import json_object, pagination
@@ -34,10 +34,8 @@ UPLOAD_FORM = FormBody(UPLOAD_FIELD, OPTION_FIELDS)
 async def list_transcriptions(request: web.Request) -> web.Response:
     user = await current_user(request, api_key=True)
     page, size = pagination(request)
-    store = request.app[DAEMON].store
-    mine = Transcription.select().where(Transcription.creator == user.id)
-    rows, total = await store.page(mine, page, size, Transcription.create_date.desc(), Transcription.id.desc())
-    return web.json_response(page_json(page, size, total, "transcriptions", await transcriptions_json(store, rows)))
+    items, total = await transcription_page(request.app[DAEMON].store, user.id, page, size)
+    return web.json_response(page_json(page, size, total, "transcriptions", items))
 
 
 async def transcript(request: web.Request) -> web.Response:
