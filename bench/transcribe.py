@@ -94,22 +94,6 @@ class Corpus:
     reference: str
 
 
-def joined_corpus() -> tuple[Any, str]:
-    """All corpus files, in references.tsv order, decoded and joined with GAP_SECS of silence between."""
-    import numpy as np
-
-    from lazyd.audio import decode_window, probe
-
-    pieces, references = [], []
-    gap = np.zeros(int(GAP_SECS * SAMPLE_RATE), np.float32)
-    for row in shared_corpus.rows():
-        path = shared_corpus.CORPUS / row["filename"]
-        samples = decode_window(path, 0.0, probe(path).duration + 1.0)
-        pieces += [gap, samples] if pieces else [samples]
-        references.append(row["reference"].strip())
-    return np.concatenate(pieces), " ".join(references)
-
-
 def write_wav(path: Path, audio: Any, repeats: int) -> None:
     """``audio`` ``repeats`` times, with GAP_SECS of silence between, written one piece at a time."""
     import numpy as np
@@ -127,7 +111,7 @@ def write_wav(path: Path, audio: Any, repeats: int) -> None:
 
 def build_input(directory: Path, longest_secs: float | None = None) -> Corpus:
     """The joined corpus once, or repeated as often as fits in ``longest_secs`` (its reference too)."""
-    audio, reference = joined_corpus()
+    audio, reference = shared_corpus.joined(GAP_SECS)
     once = len(audio) / SAMPLE_RATE
     repeats = 1 if longest_secs is None else int((longest_secs + GAP_SECS) // (once + GAP_SECS))
     wav = directory / ("corpus.wav" if repeats == 1 else f"corpus-{repeats}x.wav")

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from types import SimpleNamespace
+from collections.abc import Callable
 from typing import Any
 
 import numpy
@@ -16,6 +18,7 @@ import pluggy
 import pytest
 from lazyd_faster_whisper import (FasterWhisperBackend, FasterWhisperModel, ModelNotFoundError, choose_device,
                                   resolve_model)
+from lazyd_faster_whisper.batching import ROUNDS, clips, decode_in_rounds
 
 import corpus
 from lazyd import hookspecs
@@ -272,6 +275,76 @@ def test_batched_decoding_of_long_speech_keeps_every_sentence(model: FasterWhisp
     assert len(segments) >= len(LONG_LECTURE) and all(segment.words is None for segment in segments)
 
 
+def timed_words(*words: tuple[float, float, str]) -> SimpleNamespace:
+    """A decoded segment as faster-whisper's batched pipeline gives it: one per clip, its words timed."""
+    timed = [SimpleNamespace(start=start, end=end, word=f" {text}") for start, end, text in words]
+    return SimpleNamespace(start=timed[0].start if timed else 0.0, words=timed)
+
+
+class ScriptedRounds:
+    """Stands in for the batched pipeline: each round's answer is scripted by the clip decoded."""
+
+    def __init__(self, answer: Callable[[tuple[float, float]], SimpleNamespace | None]) -> None:
+        self.answer = answer
+        self.rounds: list[list[tuple[float, float]]] = []
+
+    def __call__(self, pending: list[tuple[float, float]]) -> list[SimpleNamespace]:
+        self.rounds.append(pending)
+        return [segment for segment in map(self.answer, pending) if segment is not None]
+
+
+def test_batched_decoding_decodes_again_the_speech_a_clip_left_out() -> None:
+    """A clip whose decode stopped early, or skipped a sentence, has that speech decoded again as a clip of
+    its own; the words come out once each, in time order. Short stretches without a word (a breath, a word's
+    soft end) and clips that gave no word at all are not decoded again."""
+    stretches = [(0.5, 9.0), (10.0, 14.0), (15.0, 29.0), (31.0, 33.0), (40.0, 42.0)]
+    decode = ScriptedRounds({
+        (0.0, 30.0): timed_words((0.5, 4.0, "first."), (4.2, 9.0, "second."), (15.0, 16.0, "fourth")),
+        (9.0, 15.0): timed_words((10.0, 14.0, "third.")),
+        (16.0, 30.0): timed_words((16.2, 17.0, "fifth"), (17.0, 18.0, "sixth.")),
+        (18.0, 30.0): timed_words((18.5, 29.0, "seventh.")),
+        (30.0, 34.0): timed_words((31.0, 33.0, "eighth.")),
+    }.get)
+    words = decode_in_rounds([(0.0, 30.0), (30.0, 34.0), (34.0, 45.0)], stretches, decode)
+
+    assert decode.rounds == [[(0.0, 30.0), (30.0, 34.0), (34.0, 45.0)], [(9.0, 15.0), (16.0, 30.0)], [(18.0, 30.0)]]
+    assert [timed.word.word.strip() for timed in words] == [
+        "first.", "second.", "third.", "fourth", "fifth", "sixth.", "seventh.", "eighth."]
+    assert all(timed.word in timed.segment.words for timed in words)
+
+
+def test_batched_decoding_stops_after_its_rounds() -> None:
+    """A clip whose decodes keep leaving speech out is decoded again at most ROUNDS times in all."""
+    decode = ScriptedRounds(lambda clip: timed_words((clip[0] + 0.1, clip[0] + 0.5, "again")))
+    decode_in_rounds([(0.0, 30.0)], [(0.0, 30.0)], decode)
+    assert len(decode.rounds) == ROUNDS
+
+
+def test_batched_clips_join_speech_into_windows_padded_with_the_silence_around() -> None:
+    stretches = [(1.0, 10.0), (11.0, 20.0), (21.0, 29.0), (29.5, 35.0), (50.0, 52.0)]
+    made = clips(stretches, 52.1)
+    assert made == [(0.6, 29.25), (29.25, 35.4), (49.6, 52.1)]  # 15 s without speech ends a clip
+    assert all(end - start <= 30.0 for start, end in made)
+
+
+@pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
+def test_batched_decoding_of_the_real_corpus_loses_no_more_words_than_faster_whispers_own(
+        model: FasterWhisperModel) -> None:
+    """faster-whisper's batched call decodes each VAD window once; a window whose decode stops early loses
+    the rest (lazyd's batch mode lost whole sentences that way: 84 word errors in 756 against 48). lazyd's
+    decodes them again: at most one point of WER above the plain batched call (on this machine 45 against
+    48; other CPUs give other words, so not fewer every time)."""
+    from faster_whisper import BatchedInferencePipeline
+
+    audio, reference = corpus.joined(gap_secs=1.0)
+    segments, _ = BatchedInferencePipeline(model.model).transcribe(audio, batch_size=8, beam_size=5)
+    theirs, words = word_errors(reference, " ".join(segment.text for segment in segments))
+    ours = list(model.transcribe(audio, TranscribeOptions(batch_size=8, beam_size=5)))
+
+    assert word_errors(reference, text_of(ours))[0] <= theirs + words // 100, text_of(ours)
+    assert_ordered_within(ours, audio)
+
+
 def test_word_error_rate_normalises_like_the_corpus_readme() -> None:
     assert wer("Don't stop - it's ill-disposed, U.S. ready!", "dont stop its ill disposed us ready") == 0.0
     assert word_errors("the cat sat on the mat", "the cat sat on a mat today") == (2, 6)
@@ -298,13 +371,13 @@ def test_timing_words_never_changes_the_text(model: FasterWhisperModel, lecture:
         assert_ordered_within(timed, audio)
 
 
-@pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
 def assert_only_dropped(kept: list[Segment], decoded: list[Segment], name: str) -> None:
     """``kept`` is ``decoded`` with some segments left out, none changed or added."""
     remaining = iter([(segment.start, segment.text) for segment in decoded])
     assert all((segment.start, segment.text) in remaining for segment in kept), name
 
 
+@pytest.mark.skipif(not corpus.available(), reason=corpus.MISSING_REASON)
 def test_real_speech_corpus_word_error_rate_is_at_most_5_percent(model: FasterWhisperModel) -> None:
     """Also: on every recording, the text with word times is the text of the plain decode, and VAD only
     leaves segments out, never for the worse (on a 2-core AMD machine the plain decode of vosk_lucier

@@ -18,6 +18,8 @@ from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelS
                    Word, english_only_error, hookimpl)
 from lazyd.voice_activity import load_detector, speech_map
 
+from .batching import SAMPLE_RATE, batched_round, clips, decode_in_rounds, speech_stretches
+
 if TYPE_CHECKING:
     import numpy
     from faster_whisper.transcribe import Segment as WhisperSegment
@@ -204,30 +206,29 @@ class FasterWhisperModel(LoadedModel):
                     yield to_segment(timing.with_words(segment) if options.word_timestamps else segment)
 
     def _transcribe_batched(self, audio: numpy.ndarray, options: TranscribeOptions) -> Iterator[Segment]:
-        """Decode the speech chunks Silero VAD finds (up to 30 s each) side by side, ``batch_size`` at once.
+        """Decode the speech Silero VAD finds, in clips of up to 30 s, ``batch_size`` side by side, and again
+        whatever a clip's decode left out (:mod:`.batching`).
 
         Settings, and why:
 
-        - VAD is always on, whatever ``options.vad_filter`` says: batching works on VAD chunks, and the
-          pipeline refuses audio over 30 s without them.
-        - ``without_timestamps=True`` (the pipeline's default): one segment per VAD chunk. With ``False``
-          Whisper would cut sentence-level segments itself, but the pipeline has no seek to re-decode the
-          unfinished text after the last timestamp, so it silently drops it: on the shared corpus that lost
-          whole sentences (11.1% WER against 5.4%).
-        - ``word_timestamps=True`` always, and each chunk is cut into sentences at the words that end one
-          (:func:`sentences`), so segments are sentence-sized as from the sequential decoder, which
-          subtitles and progress reports need. Words are dropped afterwards unless the job asked for them.
+        - VAD is always on, whatever ``options.vad_filter`` says: batching works on clips of speech.
+        - Without timestamps: one segment per clip. With them Whisper would cut sentence-level segments
+          itself, but the pipeline has no seek to decode the text after the last timestamp, so it drops it.
+        - Words are always timed: they find what a clip left out, and cut the clips' text into sentences
+          (:func:`sentences`), as sentence-sized as the sequential decoder's segments, which subtitles and
+          progress reports need. Words are dropped afterwards unless the job asked for them.
         """
         from faster_whisper import BatchedInferencePipeline
 
+        stretches = speech_stretches(audio)
+        if not stretches:
+            return
         pipeline = BatchedInferencePipeline(self.model)  # one per call: it keeps the call's last word time
-        segments, info = pipeline.transcribe(audio, batch_size=options.batch_size, vad_filter=True,
-                                             without_timestamps=True, word_timestamps=True,
-                                             **self._arguments(options))
-        self._remember_language(info)
-        for segment in segments:
-            for words in list(sentences(segment.words or [])) or [None]:
-                yield to_segment(segment, words, with_words=options.word_timestamps)
+        decode = batched_round(pipeline, audio, options.batch_size, self._arguments(options), self._remember_language)
+        timed = decode_in_rounds(clips(stretches, len(audio) / SAMPLE_RATE), stretches, decode)
+        segment_of = {id(word.word): word.segment for word in timed}
+        for words in sentences([word.word for word in timed]):
+            yield to_segment(segment_of[id(words[0])], words, with_words=options.word_timestamps)
 
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
         """The decoding options both modes pass on as they are (word timestamps are each mode's own)."""
