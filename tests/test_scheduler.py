@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import inspect
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -589,6 +592,35 @@ def test_a_worker_forbidden_to_lower_its_priority_still_runs(monkeypatch, capsys
     monkeypatch.setattr(os, "setpriority", refused)
     lower_priority(10, idle=True)
     assert "keeps the daemon's CPU priority" in capsys.readouterr().err
+
+
+MAPPED_AFTER_A_BIG_FREE = """
+import ctypes, sys
+from lazyd.jobs.worker_main import set_up_heap
+if sys.argv[1] == "set up":
+    set_up_heap()
+libc = ctypes.CDLL("libc.so.6")
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                      "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+libc.free(libc.malloc(16 << 20))
+block = libc.malloc(8 << 20)
+print(libc.mallinfo2().hblkhd >= 8 << 20)
+"""
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc 2.33 or newer (mallinfo2)")
+def test_the_worker_maps_big_blocks_even_after_freeing_a_bigger_one():
+    """glibc raises its mmap threshold to the largest block freed, after which a decoder's big buffers come
+    from the heap and each chunk's peak climbs; the worker pins the threshold. A fresh process each time:
+    the settings are for the whole process."""
+    def mapped(how: str) -> str:
+        return subprocess.run([sys.executable, "-c", MAPPED_AFTER_A_BIG_FREE, how], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    assert (mapped("set up"), mapped("glibc's defaults")) == ("True", "False")
 
 
 @SQLITE_ONLY
