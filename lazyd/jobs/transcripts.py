@@ -46,8 +46,9 @@ class TranscriptionJson(TypedDict):
     """The daemon that ran its latest attempt ("" before one did)."""
 
 
-def transcription_json(row: Transcription, description: str, done_secs: float) -> TranscriptionJson:
-    """The seed's transcription object and lazyd's additions; ``description`` is the start of chunk 0's text."""
+def transcription_json(row: Transcription, description: str | None, done_secs: float | None) -> TranscriptionJson:
+    """The seed's transcription object and lazyd's additions; ``description`` is the start of chunk 0's text
+    (``None``: no chunk 0 yet), ``done_secs`` the seconds in finished chunks (``None``: none yet)."""
     return {
         "id": row.id,
         "creator_id": row.creator_id,
@@ -56,10 +57,10 @@ def transcription_json(row: Transcription, description: str, done_secs: float) -
         "current_state": row.current_state,
         "create_date": row.create_date.isoformat(),
         "update_date": row.update_date.isoformat(),
-        "description": description[:DESCRIPTION_CHARS],
+        "description": (description or "")[:DESCRIPTION_CHARS],
         "error_count": row.error_count,
         "filename": row.filename,
-        "done_secs": round(min(done_secs, row.audio_len_secs), 2),
+        "done_secs": round(min(float(done_secs or 0.0), row.audio_len_secs), 2),
     }
 
 
@@ -75,31 +76,28 @@ def _summary_columns() -> tuple[Any, Any]:
     return first_words.alias("description"), done.alias("done_secs")
 
 
-def _summary_json(row: Transcription) -> TranscriptionJson:
-    return transcription_json(row, row.description or "", float(row.done_secs or 0.0))
-
-
 async def transcription_page(store: Store, creator_id: int, page: int, size: int
                              ) -> tuple[list[TranscriptionJson], int]:
     """One page (1-based) of the user's transcriptions, newest first, and how many they have in all.
 
     One query: ``GET /transcriptions`` is what every client polls, so its cost is the daemon's tail latency
-    under load (five queries, each a hop to the database thread and back, took ~5 ms of CPU a request).
+    under load (as five queries, each a hop to the database thread and back, it took 4.6 ms of the daemon's
+    CPU a request; as one, with the caller's lookup, 3.2 ms).
     """
     mine = Transcription.select().where(Transcription.creator == creator_id)
     query = (mine.select_extend(*_summary_columns(), fn.COUNT(SQL("*")).over().alias("total"))
              .order_by(Transcription.create_date.desc(), Transcription.id.desc()).paginate(page, size))
     rows = await store.list(query)
     if rows:
-        return [_summary_json(row) for row in rows], rows[0].total
+        return [transcription_json(row, row.description, row.done_secs) for row in rows], rows[0].total
     return [], await store.count(mine) if page > 1 else 0
 
 
 async def one_transcription_json(store: Store, row: Transcription) -> TranscriptionJson:
     """The seed's object for one transcription, plus lazyd's details (the list keeps the seed's shape)."""
     summary = await store.list(Transcription.select(*_summary_columns()).where(Transcription.id == row.id).tuples())
-    description, done_secs = summary[0] if summary else ("", 0.0)  # deleted meanwhile: the row as it was
-    return (transcription_json(row, description or "", float(done_secs or 0.0))
+    description, done_secs = summary[0] if summary else (None, None)  # deleted meanwhile: the row as it was
+    return (transcription_json(row, description, done_secs)
             | {"language": row.language, "language_probability": row.language_probability, "node": row.node})
 
 
