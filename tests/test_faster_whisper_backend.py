@@ -479,7 +479,8 @@ most 6e-8 on a 2-core AMD EPYC (OpenBLAS), and not at all on the Intel machine i
 
 
 @pytest.mark.parametrize("seconds", [0.5, 7.3, 30.0, 58.0])
-def test_blockwise_features_are_faster_whispers_to_the_last_bits_of_rounding(long_lecture: numpy.ndarray, seconds: float) -> None:
+def test_blockwise_features_are_faster_whispers_to_the_last_bits_of_rounding(long_lecture: numpy.ndarray,
+                                                                            seconds: float) -> None:
     from faster_whisper.feature_extractor import FeatureExtractor
     from lazyd_faster_whisper.features import BLOCK_FRAMES, BlockwiseFeatureExtractor
 

@@ -75,7 +75,9 @@ async def audio(request: web.Request) -> web.FileResponse:
 
 
 def _text_problem(value: str) -> str | None:
-    return None if 0 < len(value.strip()) <= MAX_SEGMENT_CHARS else f"text must have 1 to {MAX_SEGMENT_CHARS} characters"
+    if 0 < len(value.strip()) <= MAX_SEGMENT_CHARS:
+        return None
+    return f"text must have 1 to {MAX_SEGMENT_CHARS} characters"
 
 
 def _label_problem(value: str) -> str | None:
