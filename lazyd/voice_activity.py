@@ -23,14 +23,15 @@ starts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-
 from typing import TYPE_CHECKING
+
+from .backend import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import numpy
 
-SAMPLE_RATE = 16_000
 SKIP_SECS = 30.0
 """A stretch without speech this long is not decoded."""
 GAP_SECS = 3.0
@@ -65,9 +66,12 @@ class SpeechMap:
 
     def is_speech(self, start: float, end: float) -> bool:
         """Whether at most half of a segment from ``start`` to ``end`` lies inside the gaps."""
-        length = max(end - start, 1e-3)
-        inside = sum(max(0.0, min(end, gap_end) - max(start, gap_start)) for gap_start, gap_end in self.gaps)
-        return inside <= length / 2
+        return seconds_inside(self.gaps, start, end) <= max(end - start, 1e-3) / 2
+
+
+def seconds_inside(spans: Sequence[tuple[float, float]], start: float, end: float) -> float:
+    """How much of [start, end] the (start, end) ``spans``, which do not overlap, cover."""
+    return sum(max(0.0, min(end, span_end) - max(start, span_start)) for span_start, span_end in spans)
 
 
 def load_detector() -> None:

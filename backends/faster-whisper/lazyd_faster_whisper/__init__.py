@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from lazyd import (Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment, TranscribeOptions,
-                   Word, english_only_error, hookimpl)
+from lazyd import (SAMPLE_RATE, Backend, DetectedLanguage, DeviceSupport, LoadedModel, ModelSpec, Segment,
+                   TranscribeOptions, Word, english_only_error, hookimpl)
 from lazyd.voice_activity import load_detector, speech_map
 
-from .batching import SAMPLE_RATE, batched_round, clips, decode_in_rounds, speech_stretches
+from .batching import batched_round, clips, decode_in_rounds, speech_stretches
 
 if TYPE_CHECKING:
     import numpy
@@ -226,9 +226,9 @@ class FasterWhisperModel(LoadedModel):
         pipeline = BatchedInferencePipeline(self.model)  # one per call: it keeps the call's last word time
         decode = batched_round(pipeline, audio, options.batch_size, self._arguments(options), self._remember_language)
         timed = decode_in_rounds(clips(stretches, len(audio) / SAMPLE_RATE), stretches, decode)
-        segment_of = {id(word.word): word.segment for word in timed}
-        for words in sentences([word.word for word in timed]):
-            yield to_segment(segment_of[id(words[0])], words, with_words=options.word_timestamps)
+        for sentence in sentences(timed, lambda timed_word: timed_word.word.word):
+            yield to_segment(sentence[0].segment, [timed_word.word for timed_word in sentence],
+                             with_words=options.word_timestamps)
 
     def _arguments(self, options: TranscribeOptions) -> dict[str, Any]:
         """The decoding options both modes pass on as they are (word timestamps are each mode's own)."""
@@ -248,16 +248,18 @@ class FasterWhisperModel(LoadedModel):
             return language.lower()
         raise english_only_error(f"faster-whisper model {self.label}", f"transcribe language {language!r}")
 
+T = TypeVar("T")
+
 ABBREVIATIONS = frozenset({"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "vs.", "e.g.", "i.e.", "cf."})
 """Words that end in a full stop without ending a sentence."""
 
 
-def sentences(words: list[WhisperWord]) -> Iterator[list[WhisperWord]]:
-    """Cut a run of words after each one that ends a sentence (., ? or !, maybe before a quote)."""
-    sentence: list[WhisperWord] = []
+def sentences(words: list[T], text: Callable[[T], str]) -> Iterator[list[T]]:
+    """Cut a run of words after each one whose ``text`` ends a sentence (., ? or !, maybe before a quote)."""
+    sentence: list[T] = []
     for word in words:
         sentence.append(word)
-        token = word.word.strip().rstrip("\"')]\u201d\u2019").lower()
+        token = text(word).strip().rstrip("\"')]\u201d\u2019").lower()
         if token.endswith((".", "?", "!", "\u2026")) and token not in ABBREVIATIONS:
             yield sentence
             sentence = []

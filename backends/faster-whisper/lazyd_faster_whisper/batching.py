@@ -24,14 +24,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lazyd.voice_activity import GAP_SECS
+from lazyd import SAMPLE_RATE
+from lazyd.voice_activity import GAP_SECS, seconds_inside
 
 if TYPE_CHECKING:
     import numpy
     from faster_whisper.transcribe import Segment as WhisperSegment
     from faster_whisper.transcribe import Word as WhisperWord
 
-SAMPLE_RATE = 16_000
 WINDOW_SECS = 30.0
 """Whisper's window: the longest a clip can be."""
 PAD_SECS = 0.4
@@ -84,15 +84,11 @@ def clips(stretches: Sequence[Span], duration: float) -> list[Span]:
             for (start, end), low, high in zip(joined, bounds, bounds[1:])]
 
 
-def speech_between(stretches: Sequence[Span], start: float, end: float) -> float:
-    return sum(max(0.0, min(end, high) - max(start, low)) for low, high in stretches)
-
-
 def left_out(clip: Span, words: Sequence[WhisperWord], stretches: Sequence[Span]) -> list[Span]:
     """The parts of ``clip`` without a word that hold at least :data:`MISSING_SPEECH_SECS` of speech."""
     edges = [clip[0], *(time for word in words for time in (word.start, word.end)), clip[1]]
     return [(start, end) for start, end in zip(edges[::2], edges[1::2])
-            if speech_between(stretches, start, end) >= MISSING_SPEECH_SECS]
+            if seconds_inside(stretches, start, end) >= MISSING_SPEECH_SECS]
 
 
 def decode_in_rounds(first_clips: list[Span], stretches: Sequence[Span], decode: DecodeRound) -> list[TimedWord]:
